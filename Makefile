@@ -1,0 +1,61 @@
+# Bulkhead: one Makefile drives everything, with the Microkit ecosystem's
+# variables. `make run` and `make test` need no SDK.
+#
+#   make run            check, report and draw the reference system (host board)
+#   make test           every test that needs no SDK
+#   make fuzz           run every fuzz target for FUZZ_SECONDS each (nightly)
+#   make bench          benchmarks (criterion)
+#   make image          pack an image with $(MICROKIT_SDK)'s own microkit tool
+#   make qemu           boot that image under QEMU
+
+MICROKIT_BOARD ?= qemu_virt_aarch64
+MICROKIT_CONFIG ?= debug
+SYSTEM ?= system/automotive/host.system
+FUZZ_SECONDS ?= 60
+CARGO ?= cargo
+BULKHEAD = target/release/bulkhead
+
+# PD crates that must build for aarch64-unknown-none (no_std).
+PD_CRATES = bulkhead-config bulkhead-boards
+
+.PHONY: all setup build run test lint fmt pd-build check-systems fuzz bench image qemu clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release -p bulkhead
+
+run: build
+	$(BULKHEAD) check $(SYSTEM) --board host
+	$(BULKHEAD) report $(SYSTEM)
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+pd-build:
+	$(CARGO) build --target aarch64-unknown-none $(addprefix -p ,$(PD_CRATES))
+
+check-systems: build
+	scripts/check-systems.sh $(BULKHEAD)
+
+test: setup lint pd-build check-systems
+	$(CARGO) test --workspace
+
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+bench: setup
+	$(CARGO) bench --workspace
+
+image qemu:
+	@scripts/sdk.sh $@ "$(MICROKIT_SDK)" "$(MICROKIT_BOARD)" "$(MICROKIT_CONFIG)" "$(SYSTEM)"
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,3 @@
+//! Board facts (skeleton).
+#![no_std]
+#![forbid(unsafe_code)]

@@ -1,0 +1,3 @@
+//! The configuration-region container (skeleton; see README).
+#![no_std]
+#![forbid(unsafe_code)]

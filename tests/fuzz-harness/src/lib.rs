@@ -1,0 +1,2 @@
+//! Fuzz target bodies, shared by `fuzz/` (cargo-fuzz, nightly) and the corpus replay test that `make test` runs.
+#![forbid(unsafe_code)]

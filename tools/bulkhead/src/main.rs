@@ -1,0 +1,4 @@
+//! The `bulkhead` command-line tool (skeleton).
+#![forbid(unsafe_code)]
+
+fn main() {}

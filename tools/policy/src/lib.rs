@@ -1,0 +1,2 @@
+//! The safety policy format (skeleton).
+#![forbid(unsafe_code)]
