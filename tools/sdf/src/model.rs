@@ -315,23 +315,61 @@ pub struct Channel {
 }
 
 /// `<domains>`: the static domain schedule (single-core configs only).
+///
+/// Microkit 2.3 writes it as `<domains>` holding `<domain name [id]>`
+/// declarations and one `<domain_schedule [start_index] [index_shift]>` of
+/// `<schedule_entry domain duration>` and `<schedule_end_marker/>` elements.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DomainSchedule {
-    /// The `<domain name length>` entries, in schedule order.
+    /// The schedule entries (`<schedule_entry>`), in schedule order.
     pub entries: Vec<DomainEntry>,
+    /// Source location.
+    pub loc: Loc,
+    /// The `<domain name [id]>` declarations, in source order.
+    pub domains: Vec<DomainDecl>,
+    /// `start_index` of `<domain_schedule>` (default 0).
+    pub start_index: u64,
+    /// `index_shift` of `<domain_schedule>`, if given.
+    pub index_shift: Option<u64>,
+    /// Location of the `<domain_schedule>` element (the `<domains>` element's
+    /// when it is missing).
+    pub schedule_loc: Loc,
+}
+
+/// One `<domain name [id]>` declaration inside `<domains>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DomainDecl {
+    /// `name`, referred to by `<protection_domain domain>` and schedule entries.
+    pub name: String,
+    /// `id`, when given (otherwise the tool assigns the lowest free id).
+    pub id: Option<u64>,
     /// Source location.
     pub loc: Loc,
 }
 
-/// One `<domain>` schedule entry.
+/// Unit of a schedule entry's `duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DurationUnit {
+    /// Microseconds (`"1000 us"`).
+    #[default]
+    Us,
+    /// Kernel timer ticks (`"5 ticks"`).
+    Ticks,
+}
+
+/// One `<schedule_entry>` (or `<schedule_end_marker/>`) of the domain schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DomainEntry {
-    /// `name`.
+    /// `domain`: the name of a declared domain (empty for an end marker).
     pub name: String,
-    /// `length` in kernel ticks, non-zero.
+    /// The number in `duration`, non-zero (0 for an end marker).
     pub length: u64,
     /// Source location.
     pub loc: Loc,
+    /// The unit of `duration`.
+    pub unit: DurationUnit,
+    /// Whether this is a `<schedule_end_marker/>`.
+    pub end_marker: bool,
 }
 
 impl SystemDescription {
