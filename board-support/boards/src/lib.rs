@@ -13,6 +13,11 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod host;
+pub mod imx8mm_evk;
+pub mod imx8mp_evk;
+pub mod qemu_virt_aarch64;
+
 /// A physical address range `[base, base + size)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Range {
@@ -180,12 +185,54 @@ impl Board {
     pub fn device_containing(&self, base: u64, size: u64) -> Option<&'static Device> {
         self.devices.iter().find(|d| d.window.contains(base, size))
     }
+
+    /// Whether a PD may claim interrupt `irq` on this board (inside
+    /// [`Board::irq_range`]; always false on a board whose range is empty,
+    /// i.e. whose low bound exceeds its high bound, like `host`).
+    pub fn irq_claimable(&self, irq: u64) -> bool {
+        let (lo, hi) = self.irq_range;
+        lo <= irq && irq <= hi
+    }
+
+    /// Whether `addr` fits in this board's physical address space
+    /// ([`Board::pa_bits`] wide; nothing fits when it is 0).
+    pub fn pa_fits(&self, addr: u64) -> bool {
+        self.pa_bits >= 64 || (self.pa_bits > 0 && addr >> self.pa_bits == 0)
+    }
+}
+
+/// A device table entry with no IOMMU (none of our boards confines DMA with
+/// one; each board module says why).
+pub(crate) const fn device(
+    name: &'static str,
+    kind: DeviceKind,
+    base: u64,
+    size: u64,
+    irqs: &'static [u64],
+    dma: bool,
+) -> Device {
+    Device {
+        name,
+        kind,
+        window: Range { base, size },
+        irqs,
+        dma,
+        iommu: false,
+    }
 }
 
 /// Every supported board, in the order `--help` lists them.
-pub const BOARDS: &[&Board] = &[];
+pub const BOARDS: &[&Board] = &[
+    &qemu_virt_aarch64::BOARD,
+    &imx8mp_evk::BOARD,
+    &imx8mm_evk::BOARD,
+    &host::BOARD,
+];
 
 /// The board named `name`.
 pub fn board(name: &str) -> Option<&'static Board> {
     BOARDS.iter().copied().find(|b| b.name == name)
 }
+
+#[cfg(test)]
+mod tests;
