@@ -1,4 +1,48 @@
-//! The `bulkhead` command-line tool (skeleton).
+//! The `bulkhead` command-line tool.
+//!
+//! One subcommand per module; `main` only parses the command line and
+//! dispatches. Exit codes are shared by every subcommand: 0 success, 1 the
+//! input is invalid (or the subcommand's own failure), 2 usage error
+//! (bad arguments, unreadable input file).
 #![forbid(unsafe_code)]
 
-fn main() {}
+mod check;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Bulkhead: check and inspect Microkit systems.
+#[derive(Debug, Parser)]
+#[command(name = "bulkhead", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a Microkit system description (.system) against Microkit 2.3's
+    /// rules, the board and the kernel config.
+    Check(check::CheckArgs),
+}
+
+/// Exit code for usage errors (clap uses the same).
+pub const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version are not errors.
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            // Printing can only fail if stdout/stderr is closed; nothing
+            // useful is left to do then.
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+    }
+}

@@ -154,7 +154,9 @@ impl<'s> Parser<'s> {
     fn check_attrs(&mut self, n: Node, allowed: &[&str]) {
         for a in n.attributes() {
             if !allowed.contains(&a.name()) {
-                let hint = if allowed.is_empty() {
+                let hint = if a.name() == "pp" && n.tag_name().name() == "protection_domain" {
+                    "pp is not a protection domain attribute since Microkit 1.3: put pp=\"true\" on the caller's <end> of the channel instead".to_string()
+                } else if allowed.is_empty() {
                     format!("<{}> takes no attributes; remove it", n.tag_name().name())
                 } else {
                     format!("allowed here: {}", allowed.join(", "))
