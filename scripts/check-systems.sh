@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Check every .system file under system/ against its board(s) with the
+# `bulkhead check` command, and that the generated automotive files are
+# up to date.
+#
+#   scripts/check-systems.sh path/to/bulkhead     (make check-systems)
+#
+# system/automotive/<board>.system is checked against <board>;
+# system/examples/*.system against every board; any other .system file is
+# an error (nobody would know which board it is for). Every file is checked
+# even after a failure; the script exits non-zero if any check failed.
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+    echo "usage: $0 path/to/bulkhead" >&2
+    exit 2
+fi
+bulkhead=$1
+case $bulkhead in
+    /*) ;;
+    *) bulkhead="$PWD/$bulkhead" ;;
+esac
+if [ ! -x "$bulkhead" ]; then
+    echo "check-systems: $bulkhead is not an executable (build it: cargo build --release -p bulkhead)" >&2
+    exit 2
+fi
+
+cd "$(dirname "$0")/.."
+
+# Mirrors BOARDS in board-support/boards/src/lib.rs.
+boards="qemu_virt_aarch64 imx8mp_evk imx8mm_evk host"
+
+failed=()
+checked=0
+
+check() { # file board
+    checked=$((checked + 1))
+    if ! "$bulkhead" check "$1" --board "$2"; then
+        failed+=("$1 --board $2")
+    fi
+}
+
+while IFS= read -r file; do
+    case $file in
+        system/automotive/*.system)
+            board=$(basename "$file" .system)
+            if [[ " $boards " == *" $board "* ]]; then
+                check "$file" "$board"
+            else
+                echo "check-systems: $file: no board named '$board'" >&2
+                failed+=("$file (unknown board)")
+            fi
+            ;;
+        system/examples/*.system)
+            for board in $boards; do
+                check "$file" "$board"
+            done
+            ;;
+        *)
+            echo "check-systems: $file: not under system/automotive/ or system/examples/, so no board to check it against" >&2
+            failed+=("$file (no board)")
+            ;;
+    esac
+done < <(find system -name '*.system' -type f | LC_ALL=C sort)
+
+if [ "$checked" -eq 0 ]; then
+    echo "check-systems: no .system files found under system/" >&2
+    exit 1
+fi
+
+if command -v python3 >/dev/null 2>&1; then
+    if ! python3 system/automotive/gen.py --check; then
+        failed+=("system/automotive/*.system are stale: run python3 system/automotive/gen.py")
+    fi
+else
+    echo "check-systems: WARNING: python3 not found, NOT checking that system/automotive/*.system match gen.py" >&2
+fi
+
+if [ ${#failed[@]} -ne 0 ]; then
+    echo >&2
+    echo "check-systems: ${#failed[@]} FAILED of $checked checks:" >&2
+    printf '  %s\n' "${failed[@]}" >&2
+    exit 1
+fi
+echo "check-systems: all $checked checks passed"
