@@ -81,10 +81,12 @@ BOARDS = {
             "eth": [dev("virtio_net_regs", 0x0a00_2000, 0x1000, [71], "edge")],
             "snd": [dev("virtio_snd_regs", 0x0a00_1000, 0x1000, [63], "edge")],
             # The PCIe root complex, whose only function is the CTU CAN FD
-            # card: ECAM of bus 0 and 1 MiB of the 32-bit window for its
-            # BARs; INTx A..D are shared by every slot.
+            # card (`-device ctucan_pci,addr=1`, so 00:01.0): ECAM of bus 0
+            # and 1 MiB of the 32-bit window for its BARs. The card raises
+            # INTA of slot 1 = SPI 3 + ((1 + 1 - 1) mod 4) = INTID 36, the
+            # only INTx line it needs.
             "can": [
-                dev("pcie_ecam", 0x40_1000_0000, 0x10_0000, [35, 36, 37, 38]),
+                dev("pcie_ecam", 0x40_1000_0000, 0x10_0000, [36]),
                 dev("pcie_bars", 0x1000_0000, 0x10_0000, []),
             ],
         },

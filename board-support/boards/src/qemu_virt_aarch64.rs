@@ -8,6 +8,11 @@
 //!   bonzini/qemu@2f8c053.
 //! - Microkit `build_sdk.py` (board `qemu_virt_aarch64`: cortex-a53,
 //!   `QEMU_MEMORY` 2048, `smp_cores` 4), seL4/microkit@cfd5216.
+//! - The DTB QEMU 10.0.2 itself generates for `-machine
+//!   virt,virtualization=on,dumpdtb=... -cpu cortex-a53 -m 2G -smp 4`, and
+//!   its `info qtree` / `info pci` (which confirmed `virtio-mmio-bus.N` is
+//!   the transport at `0x0a00_0000 + 0x200·N`, and that `ctucan_pci` lands
+//!   at 00:01.0 with INTA); every address and IRQ below matches it.
 //! - seL4 `src/plat/qemu-arm-virt/config.cmake` (`MAX_IRQ 159`, GICv2 by
 //!   default) and `src/arch/arm/config.cmake` (cortex-a53: 40-bit PA),
 //!   seL4/seL4@1326364.
@@ -237,6 +242,19 @@ const DEVICES: &[Device] = &[
         },
         irqs: &[35, 36, 37, 38],
         dma: true,
+        iommu: false,
+    },
+    // High 64-bit PCIe MMIO window: 512 GiB at 512 GiB, which still ends
+    // inside a 40-bit physical address space.
+    Device {
+        name: "pcie_mmio_high",
+        kind: DeviceKind::Pcie,
+        window: Range {
+            base: 0x80_0000_0000,
+            size: 0x80_0000_0000,
+        },
+        irqs: &[],
+        dma: false,
         iommu: false,
     },
 ];
