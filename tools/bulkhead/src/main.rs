@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 mod check;
+mod inspect;
+mod policy;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,12 @@ enum Command {
     /// Check a Microkit system description (.system) against Microkit 2.3's
     /// rules, the board and the kernel config.
     Check(check::CheckArgs),
+    /// Print the access matrix: who maps each region where and how, the
+    /// channels per PD pair, IRQs, vCPUs and scheduling.
+    Report(inspect::ReportArgs),
+    /// Draw the system (PDs, VMs, regions, channels, IRQs), clustered by
+    /// safety domain when a policy is given.
+    Graph(inspect::GraphArgs),
 }
 
 /// Exit code for usage errors (clap uses the same).
@@ -44,5 +52,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Report(args) => inspect::run_report(&args),
+        Command::Graph(args) => inspect::run_graph(&args),
     }
 }
