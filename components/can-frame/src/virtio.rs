@@ -1,0 +1,1 @@
+//! virtio-can TX/RX messages (VIRTIO 1.4 §5.20)
