@@ -815,11 +815,12 @@ impl<'a> Ctx<'a> {
                 );
                 continue;
             }
-            if m.vaddr >= max_end {
-                self.out_of_range(m, m.vaddr, None, max_end, stack, space);
-                continue;
-            }
             let Some(size) = self.region_size(mr) else {
+                // Size unknown (prefill file not found): only the start can
+                // be checked.
+                if m.vaddr >= max_end {
+                    self.out_of_range(m, m.vaddr, None, max_end, stack, space);
+                }
                 continue;
             };
             let Some(end) = m.vaddr.checked_add(size) else {
@@ -1127,4 +1128,94 @@ pub fn check(sys: &SystemDescription, opts: &CheckOptions) -> Vec<Diagnostic> {
     let mut out = cx.out;
     out.sort_by_key(|d| d.pos);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulkhead_boards::{Board, Range};
+
+    #[test]
+    fn stack_layout_matches_microkit_on_40_bit_hypervisor() {
+        for top in [1u64 << 40, (1u64 << 40) - 1] {
+            let l = StackLayout::new(top, 0x2000);
+            assert_eq!(l.ipc_buffer, 0xFF_FFFF_F000);
+            assert_eq!(l.stack_top, 0xFF_FFFF_E000);
+            assert_eq!(l.stack_bottom, 0xFF_FFFF_C000);
+        }
+    }
+
+    static EL1_BOARD: Board = Board {
+        name: "test_el1",
+        description: "an EL1-only board for tests",
+        ram: &[Range {
+            base: 0x4000_0000,
+            size: 0x4000_0000,
+        }],
+        devices: &[],
+        irq_range: (32, 100),
+        cores: 2,
+        gic: None,
+        user_vaddr_top: 1 << 39,
+        hypervisor: false,
+        pa_bits: 40,
+    };
+
+    fn run(src: &str, board: Option<&'static Board>) -> Vec<Diagnostic> {
+        let sys = crate::parse(src).unwrap();
+        check(
+            &sys,
+            &CheckOptions {
+                board,
+                ..CheckOptions::default()
+            },
+        )
+    }
+
+    const VM: &str = r#"<system><protection_domain name="vmm"><program_image path="v.elf"/>
+        <virtual_machine name="vm"><vcpu id="0"/></virtual_machine></protection_domain></system>"#;
+
+    #[test]
+    fn vm_needs_hypervisor_board() {
+        let d = run(VM, Some(&EL1_BOARD));
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].code, "E083");
+        assert_eq!(d[0].pos, Pos { line: 2, col: 9 });
+        assert!(run(VM, None).is_empty());
+    }
+
+    #[test]
+    fn board_user_top_moves_the_stack() {
+        // On a 39-bit address space the default stack bottom is 0x7F_FFFF_C000.
+        let src = r#"<system><memory_region name="m" size="0x1000"/>
+            <protection_domain name="a"><program_image path="a.elf"/>
+            <map mr="m" vaddr="0x7F_FFFF_C000"/></protection_domain></system>"#;
+        let d = run(src, Some(&EL1_BOARD));
+        assert_eq!(d.iter().map(|d| d.code).collect::<Vec<_>>(), ["E062"]);
+        assert!(run(src, None).is_empty());
+    }
+
+    #[test]
+    fn guard_page_gap_is_not_warned() {
+        let src = r#"<system><memory_region name="m" size="0x1000"/>
+            <protection_domain name="a"><program_image path="a.elf"/>
+            <map mr="m" vaddr="0xFF_FFFF_A000"/></protection_domain></system>"#;
+        assert!(run(src, None).is_empty());
+        let at_bottom = src.replace("0xFF_FFFF_A000", "0xFF_FFFF_B000");
+        let d = run(&at_bottom, None);
+        assert_eq!(d.iter().map(|d| d.code).collect::<Vec<_>>(), ["W003"]);
+    }
+
+    #[test]
+    fn smp_without_board_does_not_guess_cores() {
+        let src = r#"<system><protection_domain name="a" cpu="7"><program_image path="a.elf"/>
+            </protection_domain></system>"#;
+        let sys = crate::parse(src).unwrap();
+        let smp = CheckOptions {
+            config: bulkhead_boards::Config::parse("smp-debug").unwrap(),
+            ..CheckOptions::default()
+        };
+        assert!(check(&sys, &smp).is_empty());
+        assert_eq!(check(&sys, &CheckOptions::default())[0].code, "E037");
+    }
 }
