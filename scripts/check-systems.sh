@@ -6,7 +6,8 @@
 #   scripts/check-systems.sh path/to/bulkhead     (make check-systems)
 #
 # system/automotive/<board>.system is checked against <board>;
-# system/examples/*.system against every board; any other .system file is
+# system/examples/*.system against every board; each under the debug and
+# smp-debug configs. Any other .system file is
 # an error (nobody would know which board it is for). Every file is checked
 # even after a failure; the script exits non-zero if any check failed.
 set -euo pipefail
@@ -33,11 +34,18 @@ boards="qemu_virt_aarch64 imx8mp_evk imx8mm_evk host"
 failed=()
 checked=0
 
+# Every file must hold for the single-core and the SMP kernel configs
+# (cores, `cpu` attributes and `<domains>` differ between them).
+configs="debug smp-debug"
+
 check() { # file board
-    checked=$((checked + 1))
-    if ! "$bulkhead" check "$1" --board "$2"; then
-        failed+=("$1 --board $2")
-    fi
+    local config
+    for config in $configs; do
+        checked=$((checked + 1))
+        if ! "$bulkhead" check "$1" --board "$2" --config "$config"; then
+            failed+=("$1 --board $2 --config $config")
+        fi
+    done
 }
 
 while IFS= read -r file; do

@@ -11,6 +11,9 @@
 //!   properties; IRQs are the DT SPI numbers + 32.
 //! - Microkit `build_sdk.py` (board `imx8mp_evk`: cortex-a53, `smp_cores`
 //!   4), seL4/microkit@cfd5216.
+//! - Cross-checked against QEMU 10.0.2's `-M imx8mp-evk` (`info mtree`):
+//!   GIC, UARTs, uSDHCs, FEC, GPTs, I2Cs, FlexCAN and SAI placeholders and
+//!   PCIe sit at the addresses below.
 //! - `shared/reference/automotive.md` (FlexCAN1 SPI 142; WM8960 codec on
 //!   I2C3 via SAI3).
 //!
@@ -99,7 +102,9 @@ pub static BOARD: Board = Board {
     description: "NXP i.MX 8M Plus EVK, 4x Cortex-A53, GICv3, 6 GiB",
     // The DT's memory node: 3 GiB at 0x4000_0000 and 3 GiB at 4 GiB. The
     // Linux-only reserved-memory carve-outs (DSP, rpmsg vrings) are deleted
-    // by seL4's overlay, so all of it is available.
+    // by seL4's overlay, so all of it is available. The two banks are
+    // adjacent; they stay separate entries, as in the DT (and in the
+    // kernel's memory list), so a fixed region must not straddle 4 GiB.
     ram: &[
         Range {
             base: 0x4000_0000,
