@@ -2,6 +2,9 @@
 //! that uses every kind of grant, compared byte for byte with committed
 //! files. `UPDATE_GOLDEN=1` rewrites them after a deliberate change.
 
+// A test fails by panicking; helpers here may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use bulkhead_inspect::{access::AccessModel, graph, report};
 use std::path::PathBuf;
 
