@@ -7,6 +7,9 @@
 //! already covers (one fixture per rule). Every file in `valid/` must check
 //! without errors or warnings.
 
+// Test helpers: a failed unwrap or panic here is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
