@@ -1,2 +1,4 @@
 //! Fuzz target bodies, shared by `fuzz/` (cargo-fuzz, nightly) and the corpus replay test that `make test` runs.
 #![forbid(unsafe_code)]
+
+pub mod sdf;
