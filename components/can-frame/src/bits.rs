@@ -73,7 +73,10 @@ impl BitTiming {
             && data_bps <= 16_000_000
             && NS % nominal_bps == 0
             && NS % data_bps == 0;
-        ok.then(|| Self { nominal_ns: NS / nominal_bps, data_ns: NS / data_bps })
+        ok.then(|| Self {
+            nominal_ns: NS / nominal_bps,
+            data_ns: NS / data_bps,
+        })
     }
 
     /// Duration of one bit in the given phase.
@@ -94,7 +97,10 @@ struct Bits {
 
 impl Bits {
     const fn new() -> Self {
-        Self { words: [0; WORDS], len: 0 }
+        Self {
+            words: [0; WORDS],
+            len: 0,
+        }
     }
 
     fn push(&mut self, bit: bool) {
@@ -141,7 +147,9 @@ const CRC15_POLY: u32 = 0x4599;
 const CRC17_POLY: u32 = 0x1_685b;
 const CRC21_POLY: u32 = 0x10_2899;
 /// Stuff count mod 8 → Gray code (3 bits) followed by even parity.
-const GRAY_WITH_PARITY: [u32; 8] = [0b0000, 0b0011, 0b0110, 0b0101, 0b1100, 0b1111, 0b1010, 0b1001];
+const GRAY_WITH_PARITY: [u32; 8] = [
+    0b0000, 0b0011, 0b0110, 0b0101, 0b1100, 0b1111, 0b1010, 0b1001,
+];
 
 /// The wire bits of one frame and where its fields sit.
 #[derive(Clone, Copy)]
@@ -211,7 +219,12 @@ struct Stuffer {
 impl Stuffer {
     fn new() -> Self {
         // The idle bus is recessive: SOF always starts a new run.
-        Self { out: Bits::new(), last: true, run: 1, stuff_bits: 0 }
+        Self {
+            out: Bits::new(),
+            last: true,
+            run: 1,
+            stuff_bits: 0,
+        }
     }
 
     /// Emits `bit`; returns the stuff bit inserted after it, if any.
@@ -246,7 +259,11 @@ impl FrameBits {
         let n = usize::from(logical.len);
         let (stuff_end, crc, fixed_stuff_bits);
         if let FrameKind::Fd { .. } = frame.kind() {
-            let (width, poly) = if frame.len() > 16 { (21, CRC21_POLY) } else { (17, CRC17_POLY) };
+            let (width, poly) = if frame.len() > 16 {
+                (21, CRC21_POLY)
+            } else {
+                (17, CRC17_POLY)
+            };
             let mut reg = 1u32 << (width - 1);
             for i in 0..n {
                 if i == usize::from(arb_logical) {
@@ -415,7 +432,10 @@ impl FrameBits {
     /// Time of bits `0..end` (end clamped to the frame length).
     pub fn time_of_first_ns(&self, end: usize, t: &BitTiming) -> u64 {
         let end = end.min(usize::from(self.bits.len));
-        let (a, b) = (usize::from(self.data_phase.0), usize::from(self.data_phase.1));
+        let (a, b) = (
+            usize::from(self.data_phase.0),
+            usize::from(self.data_phase.1),
+        );
         let data = end.saturating_sub(a).min(b - a) as u64;
         let nominal = end as u64 - data;
         nominal * t.bit_ns(Phase::Nominal) + data * t.bit_ns(Phase::Data)
@@ -506,9 +526,19 @@ impl Shape {
 /// "One frame time" in a blocking bound means this.
 pub fn longest_frame_ns(t: &BitTiming, fd: bool, brs: bool) -> u64 {
     let shape = if fd {
-        Shape { extended: true, fd: true, brs, len: 64 }
+        Shape {
+            extended: true,
+            fd: true,
+            brs,
+            len: 64,
+        }
     } else {
-        Shape { extended: true, fd: false, brs: false, len: 8 }
+        Shape {
+            extended: true,
+            fd: false,
+            brs: false,
+            len: 8,
+        }
     };
     shape.max_duration_ns(t)
 }
@@ -533,8 +563,18 @@ mod tests {
     #[test]
     fn classic_frame_worst_and_best_formulas_match_the_reference() {
         // automotive.md: 11-bit 8-byte 111–135 bits; 29-bit 131–160.
-        let s11 = Shape { extended: false, fd: false, brs: false, len: 8 };
-        let s29 = Shape { extended: true, fd: false, brs: false, len: 8 };
+        let s11 = Shape {
+            extended: false,
+            fd: false,
+            brs: false,
+            len: 8,
+        };
+        let s29 = Shape {
+            extended: true,
+            fd: false,
+            brs: false,
+            len: 8,
+        };
         assert_eq!((s11.min_wire_bits(), s11.max_wire_bits()), (111, 135));
         assert_eq!((s29.min_wire_bits(), s29.max_wire_bits()), (131, 160));
     }
@@ -556,7 +596,7 @@ mod tests {
         let head = bitstring(&gb, 0..21);
         assert_eq!(&head[..21], b"000001000111100000100");
         assert_eq!(fb.arbitration_end(), 14); // RTR after 12 logical bits + 2 stuff bits
-        // CRC-15 of 19 zero bits from a zero register is zero: 15 more zeros.
+                                              // CRC-15 of 19 zero bits from a zero register is zero: 15 more zeros.
         assert_eq!(fb.crc(), 0);
     }
 
@@ -585,7 +625,7 @@ mod tests {
     fn fd_stuff_count_is_gray_coded_with_even_parity() {
         for (n, code) in GRAY_WITH_PARITY.iter().enumerate() {
             assert_eq!(code.count_ones() % 2, 0);
-            let gray = (n ^ (n >> 1)) as u32;
+            let gray = u32::try_from(n ^ (n >> 1)).unwrap();
             assert_eq!(code >> 1, gray);
         }
         // The stuff count field holds the frame's dynamic stuff bits mod 8.
@@ -609,9 +649,12 @@ mod tests {
         assert_eq!(slow.len(), fast.len());
         assert_eq!(slow.duration_ns(&t), u64::from(slow.len()) * 2_000);
         let (n, d) = fast.phase_split();
-        assert_eq!(fast.duration_ns(&t), u64::from(n) * 2_000 + u64::from(d) * 500);
+        assert_eq!(
+            fast.duration_ns(&t),
+            u64::from(n) * 2_000 + u64::from(d) * 500
+        );
         // Nominal bits: SOF..BRS (17 + its stuff bits) and the 13-bit trailer.
-        assert!(n >= 17 + 13 && n <= 17 + 4 + 13, "{n}");
+        assert!((17 + 13..=17 + 4 + 13).contains(&n), "{n}");
         assert!(BitTiming::from_bps(250_000, 8_000_000).is_some());
         assert!(BitTiming::from_bps(300_000, 300_000).is_none()); // 3333.3 ns
         assert!(BitTiming::from_bps(3_000_000, 3_000_000).is_none());
@@ -623,18 +666,33 @@ mod tests {
             (0u16..=0x7ff).prop_map(|i| CanId::standard(i).unwrap()),
             (0u32..=0x1fff_ffff).prop_map(|i| CanId::extended(i).unwrap()),
         ];
-        let fd_len = prop::sample::select(vec![0usize, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64]);
+        let fd_len = prop::sample::select(vec![
+            0usize, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64,
+        ]);
         prop_oneof![
             (id.clone(), prop::collection::vec(any::<u8>(), 0..=8))
                 .prop_map(|(id, d)| Frame::classic(id, &d).unwrap()),
             (id.clone(), 0u8..=8).prop_map(|(id, dlc)| Frame::remote(id, dlc).unwrap()),
-            (id, fd_len, any::<bool>(), any::<bool>(), prop::collection::vec(any::<u8>(), 64))
-                .prop_map(|(id, n, brs, esi, d)| Frame::fd(id, &d[..n], brs).unwrap().with_esi(esi)),
+            (
+                id,
+                fd_len,
+                any::<bool>(),
+                any::<bool>(),
+                prop::collection::vec(any::<u8>(), 64)
+            )
+                .prop_map(|(id, n, brs, esi, d)| Frame::fd(id, &d[..n], brs)
+                    .unwrap()
+                    .with_esi(esi)),
         ]
     }
 
     fn shape(f: &Frame) -> Shape {
-        Shape { extended: f.id().is_extended(), fd: f.is_fd(), brs: f.brs(), len: f.len() as u16 }
+        Shape {
+            extended: f.id().is_extended(),
+            fd: f.is_fd(),
+            brs: f.brs(),
+            len: u16::try_from(f.len()).unwrap(),
+        }
     }
 
     proptest! {

@@ -184,14 +184,7 @@ impl fmt::Debug for Frame {
 
 /// The DLC that encodes an FD payload length, if any.
 pub fn fd_dlc_for_len(len: usize) -> Option<u8> {
-    let mut dlc = 0u8;
-    for &l in &FD_LEN_FOR_DLC {
-        if usize::from(l) == len {
-            return Some(dlc);
-        }
-        dlc += 1;
-    }
-    None
+    (0u8..16).find(|&dlc| usize::from(FD_LEN_FOR_DLC[usize::from(dlc)]) == len)
 }
 
 /// The FD payload length a DLC (taken modulo 16) stands for.
@@ -214,7 +207,15 @@ impl Frame {
             return Err(FrameError::ClassicTooLong(data.len()));
         }
         let (buf, len) = copy_payload(data);
-        Ok(Self { id, kind: FrameKind::Classic { rtr: false, dlc: len }, len, data: buf })
+        Ok(Self {
+            id,
+            kind: FrameKind::Classic {
+                rtr: false,
+                dlc: len,
+            },
+            len,
+            data: buf,
+        })
     }
 
     /// A classic data frame with an explicit DLC: equal to the length, or
@@ -235,7 +236,12 @@ impl Frame {
         if usize::from(dlc) > MAX_CLASSIC_LEN {
             return Err(FrameError::BadClassicDlc(dlc));
         }
-        Ok(Self { id, kind: FrameKind::Classic { rtr: true, dlc }, len: 0, data: [0; MAX_FD_LEN] })
+        Ok(Self {
+            id,
+            kind: FrameKind::Classic { rtr: true, dlc },
+            len: 0,
+            data: [0; MAX_FD_LEN],
+        })
     }
 
     /// An FD data frame; `data.len()` must be one of the FD lengths.
@@ -247,7 +253,12 @@ impl Frame {
             return Err(FrameError::NotAnFdLength(data.len()));
         }
         let (buf, len) = copy_payload(data);
-        Ok(Self { id, kind: FrameKind::Fd { brs, esi: false }, len, data: buf })
+        Ok(Self {
+            id,
+            kind: FrameKind::Fd { brs, esi: false },
+            len,
+            data: buf,
+        })
     }
 
     /// The same frame with the ESI bit set as given (FD only; the transmitter
@@ -346,20 +357,38 @@ mod tests {
     #[test]
     fn ids_are_range_checked() {
         assert!(CanId::standard(0x7ff).is_ok());
-        assert_eq!(CanId::standard(0x800), Err(FrameError::StandardIdOutOfRange(0x800)));
+        assert_eq!(
+            CanId::standard(0x800),
+            Err(FrameError::StandardIdOutOfRange(0x800))
+        );
         assert!(CanId::extended(0x1fff_ffff).is_ok());
-        assert_eq!(CanId::extended(0x2000_0000), Err(FrameError::ExtendedIdOutOfRange(0x2000_0000)));
+        assert_eq!(
+            CanId::extended(0x2000_0000),
+            Err(FrameError::ExtendedIdOutOfRange(0x2000_0000))
+        );
     }
 
     #[test]
     fn lengths_and_dlcs_are_checked() {
         let id = CanId::standard(1).unwrap();
-        assert_eq!(Frame::classic(id, &[0; 9]), Err(FrameError::ClassicTooLong(9)));
-        assert_eq!(Frame::fd(id, &[0; 9], false), Err(FrameError::NotAnFdLength(9)));
-        assert_eq!(Frame::fd(id, &[0; 65], false), Err(FrameError::FdTooLong(65)));
+        assert_eq!(
+            Frame::classic(id, &[0; 9]),
+            Err(FrameError::ClassicTooLong(9))
+        );
+        assert_eq!(
+            Frame::fd(id, &[0; 9], false),
+            Err(FrameError::NotAnFdLength(9))
+        );
+        assert_eq!(
+            Frame::fd(id, &[0; 65], false),
+            Err(FrameError::FdTooLong(65))
+        );
         assert_eq!(Frame::fd(id, &[0; 48], false).unwrap().dlc(), 14);
         assert_eq!(Frame::classic_with_dlc(id, &[0; 8], 15).unwrap().dlc(), 15);
-        assert_eq!(Frame::classic_with_dlc(id, &[0; 7], 9), Err(FrameError::BadClassicDlc(9)));
+        assert_eq!(
+            Frame::classic_with_dlc(id, &[0; 7], 9),
+            Err(FrameError::BadClassicDlc(9))
+        );
         assert_eq!(Frame::remote(id, 9), Err(FrameError::BadClassicDlc(9)));
         for dlc in 0..16u8 {
             assert_eq!(fd_dlc_for_len(usize::from(fd_len_for_dlc(dlc))), Some(dlc));
@@ -372,13 +401,19 @@ mod tests {
         let e = |id| CanId::extended(id).unwrap();
         let key = |f: Frame| f.arbitration_key();
         // Lower id wins.
-        assert!(key(Frame::classic(s(0x100), &[]).unwrap()) < key(Frame::classic(s(0x101), &[]).unwrap()));
+        assert!(
+            key(Frame::classic(s(0x100), &[]).unwrap())
+                < key(Frame::classic(s(0x101), &[]).unwrap())
+        );
         // Base beats extended with the same ID-A, even a base remote frame.
         let ext = Frame::classic(e(0x100 << 18), &[]).unwrap();
         assert!(key(Frame::classic(s(0x100), &[]).unwrap()) < key(ext));
         assert!(key(Frame::remote(s(0x100), 0).unwrap()) < key(ext));
         // But an extended frame with a lower ID-A beats the base frame.
-        assert!(key(Frame::classic(e(0x0ff << 18 | 0x3_ffff), &[]).unwrap()) < key(Frame::classic(s(0x100), &[]).unwrap()));
+        assert!(
+            key(Frame::classic(e(0x0ff << 18 | 0x3_ffff), &[]).unwrap())
+                < key(Frame::classic(s(0x100), &[]).unwrap())
+        );
         // Data beats remote with the same id.
         assert!(key(Frame::classic(s(5), &[]).unwrap()) < key(Frame::remote(s(5), 0).unwrap()));
         assert!(key(Frame::classic(e(5), &[]).unwrap()) < key(Frame::remote(e(5), 0).unwrap()));
