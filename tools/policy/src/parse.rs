@@ -33,7 +33,12 @@ pub fn parse(src: &str) -> Result<Policy, Vec<PolicyDiagnostic>> {
         }
     };
     let policy = cx.policy(doc.as_table());
-    crate::validate::internal(&policy, &mut cx.diags);
+    // Cross-reference checks only on a well-formed policy, so that one
+    // mistake (a misspelt criticality) is not reported again as its
+    // consequences (an unknown domain in every flow).
+    if cx.diags.is_empty() {
+        crate::validate::internal(&policy, &mut cx.diags);
+    }
     cx.diags.sort_by_key(|d| d.pos);
     if cx.diags.iter().any(PolicyDiagnostic::is_error) {
         Err(cx.diags)
@@ -306,7 +311,9 @@ impl<'s> Cx<'s> {
             }
         }
         let version = version.unwrap_or_else(|| {
-            self.missing(start, "version", "the policy");
+            if !root.contains_key("version") {
+                self.missing(start, "version", "the policy");
+            }
             Spanned {
                 value: FORMAT_VERSION,
                 pos: start,

@@ -1,5 +1,8 @@
 //! The `automotive` system's policy against every board's file.
 
+// Test helpers outside #[test] fns: a panic there is a failed test.
+#![allow(clippy::panic, clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use bulkhead_policy::{parse, validate_against, PolicyDiagnostic, Severity};
