@@ -16,7 +16,7 @@ CARGO ?= cargo
 BULKHEAD = target/release/bulkhead
 
 # PD crates that must build for aarch64-unknown-none (no_std).
-PD_CRATES = bulkhead-config bulkhead-boards bulkhead-sel4-abi bulkhead-hello-pd
+PD_CRATES = bulkhead-config bulkhead-boards bulkhead-sel4-abi bulkhead-hello-pd bulkhead-ring
 
 .PHONY: all setup build run test lint fmt pd-build check-systems fuzz bench image qemu clean
 
@@ -45,7 +45,12 @@ pd-build:
 check-systems: build
 	scripts/check-systems.sh $(BULKHEAD)
 
-test: setup lint pd-build check-systems
+# Model-check the Promela protocol models (proofs/README.md); needs spin.
+.PHONY: proofs
+proofs: setup
+	proofs/check.sh
+
+test: setup lint pd-build check-systems proofs
 	$(CARGO) test --workspace
 
 fuzz:
