@@ -528,9 +528,9 @@ fn stack_bottom(ctx: &Ctx<'_>, out: &mut Outcome) {
         .map_or(DEFAULT_USER_TOP, |b| b.user_vaddr_top);
     let mut n = 0;
     for pd in ctx.input.system.all_pds() {
-        if !ctx
+        if ctx
             .criticality(&pd.name)
-            .is_some_and(|k| k > Criticality::Qm)
+            .is_none_or(|k| k <= Criticality::Qm)
         {
             continue;
         }

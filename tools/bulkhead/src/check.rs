@@ -38,7 +38,7 @@ pub struct CheckArgs {
     pub search_path: Vec<PathBuf>,
 }
 
-fn parse_board(s: &str) -> Result<&'static Board, String> {
+pub(crate) fn parse_board(s: &str) -> Result<&'static Board, String> {
     bulkhead_boards::board(s).ok_or_else(|| {
         let names: Vec<&str> = BOARDS.iter().map(|b| b.name).collect();
         format!("unknown board '{s}'; valid boards: {}", names.join(", "))

@@ -9,6 +9,7 @@
 mod check;
 mod inspect;
 mod policy;
+mod prove;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,9 @@ enum Command {
     /// Draw the system (PDs, VMs, regions, channels, IRQs), clustered by
     /// safety domain when a policy is given.
     Graph(inspect::GraphArgs),
+    /// Prove from the description alone that no information path exists
+    /// that the hand-written safety policy forbids.
+    Prove(prove::ProveArgs),
 }
 
 /// Exit code for usage errors (clap uses the same).
@@ -54,5 +58,6 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Report(args) => inspect::run_report(&args),
         Command::Graph(args) => inspect::run_graph(&args),
+        Command::Prove(args) => prove::run(&args),
     }
 }

@@ -19,14 +19,14 @@ pub(crate) fn load(path: &Path, sys: &SystemDescription) -> Result<Policy, ExitC
     })?;
     let policy = bulkhead_policy::parse(&src).map_err(|diags| {
         for d in &diags {
-            eprint!("{}", d.render(&shown));
+            eprintln!("{}", d.render(&shown));
         }
         eprintln!("{shown}: invalid policy");
         ExitCode::from(1)
     })?;
     let diags = bulkhead_policy::validate_against(&policy, sys);
     for d in &diags {
-        eprint!("{}", d.render(&shown));
+        eprintln!("{}", d.render(&shown));
     }
     if diags.iter().any(|d| d.is_error()) {
         eprintln!("{shown}: the policy does not fit this system");
