@@ -497,3 +497,13 @@ fn dump_lists_header_and_sections() {
         "{text}"
     );
 }
+
+/// `golden/can_virt.bin` was written by an independent implementation of the
+/// layout table in the README (a few lines of Python with `struct`), from the
+/// same sections as [`sample`]: the builder must produce the same bytes, so
+/// the documented layout and the code cannot drift apart.
+#[test]
+fn builder_matches_the_documented_layout_byte_for_byte() {
+    let golden = include_bytes!("golden/can_virt.bin");
+    assert_eq!(sample(), golden.to_vec());
+}

@@ -1,4 +1,6 @@
 //! Fuzz target bodies, shared by `fuzz/` (cargo-fuzz, nightly) and the corpus replay test that `make test` runs.
 #![forbid(unsafe_code)]
 
+pub mod config_region;
+pub mod policy;
 pub mod sdf;

@@ -13,6 +13,8 @@ use std::path::Path;
 fn harness(name: &str) -> Option<fn(&[u8])> {
     match name {
         "sdf_parse" => Some(bulkhead_fuzz_harness::sdf::sdf_parse),
+        "config_region" => Some(bulkhead_fuzz_harness::config_region::config_region),
+        "policy_parse" => Some(bulkhead_fuzz_harness::policy::policy_parse),
         _ => None,
     }
 }
