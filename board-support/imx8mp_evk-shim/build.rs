@@ -18,15 +18,10 @@ fn main() {
     }
     println!("cargo::rustc-check-cfg=cfg(qemu_imx8mp)");
     println!("cargo::rerun-if-env-changed=PATH");
-    let found = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("qemu-system-aarch64"))
-                .collect()
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .find(|p: &PathBuf| p.is_file());
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found: Option<PathBuf> = std::env::split_paths(&path)
+        .map(|d| d.join("qemu-system-aarch64"))
+        .find(|p| p.is_file());
     match found {
         // A missing path makes cargo re-run this script every build, so
         // installing QEMU later is noticed.
