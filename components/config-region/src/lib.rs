@@ -1,7 +1,7 @@
 //! The configuration-region container: how a PD's configuration reaches it as
 //! a read-only, prefilled memory region.
 //!
-//! `bulkhead compose` builds one region per PD with [`ConfigBuilder`] (feature
+//! `bulkhead compose` builds one region per PD with `ConfigBuilder` (feature
 //! `std`); the `.system` file maps it read-only into that PD with
 //! `prefill_path`; the PD calls [`ConfigRegion::parse`] once at `init`, which
 //! checks everything (magic, version, length, checksum, the PD name, every
