@@ -270,6 +270,15 @@ impl Frame {
         self
     }
 
+    /// The same frame with payload byte `index` set to `value` (no change if
+    /// `index` is past the payload): the length, and so validity, is kept.
+    pub fn with_byte(mut self, index: usize, value: u8) -> Self {
+        if index < self.len() {
+            self.data[index] = value;
+        }
+        self
+    }
+
     /// The identifier.
     pub fn id(&self) -> CanId {
         self.id
