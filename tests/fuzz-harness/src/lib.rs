@@ -4,3 +4,4 @@
 pub mod config_region;
 pub mod policy;
 pub mod sdf;
+pub mod virtio;

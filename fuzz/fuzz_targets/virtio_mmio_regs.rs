@@ -1,0 +1,6 @@
+//! Fuzz the virtio device side: `virtio_mmio_regs` (body in tests/fuzz-harness/src/virtio.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    bulkhead_fuzz_harness::virtio::virtio_mmio_regs(data);
+});
