@@ -1,0 +1,5 @@
+//! virtio device models the VMM puts behind its virtio-mmio windows.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod console;
