@@ -193,7 +193,11 @@ fn main() {
     c.final_summary();
     let seen = SEEN.lock().unwrap();
     println!("ratio = rtrb time / bulkhead-ring time (> 1.0: ours faster), same runs as above:");
-    for (ours, theirs) in [("single/ours", "single/rtrb"), ("single/ours+notify", "single/rtrb"), ("cross/ours", "cross/rtrb")] {
+    for (ours, theirs) in [
+        ("single/ours", "single/rtrb"),
+        ("single/ours+notify", "single/rtrb"),
+        ("cross/ours", "cross/rtrb"),
+    ] {
         if let (Some(a), Some(b)) = (per_iter(&seen, ours), per_iter(&seen, theirs)) {
             println!("  {ours:<20} vs {theirs:<12} ratio {:.2}", b / a);
         }

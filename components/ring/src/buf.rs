@@ -54,7 +54,11 @@ impl Pod for BufDesc {
         put(3, self.cookie);
     }
     fn load(get: &mut impl FnMut(usize) -> u32) -> Self {
-        BufDesc { offset: u64::load(get), len: get(2), cookie: get(3) }
+        BufDesc {
+            offset: u64::load(get),
+            len: get(2),
+            cookie: get(3),
+        }
     }
 }
 
@@ -66,7 +70,10 @@ impl BufDesc {
     /// # Errors
     /// [`RingError::BufferOutOfRange`] otherwise.
     pub fn range_in(&self, data_len: usize) -> Result<Range<usize>, RingError> {
-        let bad = RingError::BufferOutOfRange { offset: self.offset, len: self.len };
+        let bad = RingError::BufferOutOfRange {
+            offset: self.offset,
+            len: self.len,
+        };
         let start = usize::try_from(self.offset).map_err(|_| bad)?;
         let len = usize::try_from(self.len).map_err(|_| bad)?;
         let end = start.checked_add(len).ok_or(bad)?;
@@ -91,7 +98,10 @@ fn split(region: Region<'_>, capacity: u32) -> Result<(Region<'_>, Region<'_>), 
     let one = layout::ring_bytes(capacity, BufDesc::WORDS)?;
     let needed = one * 2;
     if region.len_bytes() < needed {
-        return Err(RingError::RegionTooSmall { needed, got: region.len_bytes() });
+        return Err(RingError::RegionTooSmall {
+            needed,
+            got: region.len_bytes(),
+        });
     }
     region.split_at(one)
 }
@@ -112,7 +122,10 @@ impl<'a> Lender<'a> {
     /// As [`Producer::attach`].
     pub fn attach(region: Region<'a>, capacity: u32) -> Result<Self, RingError> {
         let (free, active) = split(region, capacity)?;
-        Ok(Self { free: Producer::attach(free, capacity)?, active: Consumer::attach(active, capacity)? })
+        Ok(Self {
+            free: Producer::attach(free, capacity)?,
+            active: Consumer::attach(active, capacity)?,
+        })
     }
 }
 
@@ -132,7 +145,10 @@ impl<'a> Filler<'a> {
     /// As [`Producer::attach`].
     pub fn attach(region: Region<'a>, capacity: u32) -> Result<Self, RingError> {
         let (free, active) = split(region, capacity)?;
-        Ok(Self { free: Consumer::attach(free, capacity)?, active: Producer::attach(active, capacity)? })
+        Ok(Self {
+            free: Consumer::attach(free, capacity)?,
+            active: Producer::attach(active, capacity)?,
+        })
     }
 }
 
@@ -142,7 +158,11 @@ mod tests {
 
     #[test]
     fn range_in_rejects_overflow_and_overrun() {
-        let d = |offset, len| BufDesc { offset, len, cookie: 0 };
+        let d = |offset, len| BufDesc {
+            offset,
+            len,
+            cookie: 0,
+        };
         assert_eq!(d(0, 10).range_in(10), Ok(0..10));
         assert_eq!(d(10, 0).range_in(10), Ok(10..10));
         assert!(d(10, 1).range_in(10).is_err());
@@ -152,9 +172,13 @@ mod tests {
 
     #[test]
     fn pair_needs_room_for_both_rings() {
-        let lines: std::vec::Vec<crate::CacheLine> = (0..5).map(|_| crate::CacheLine::new()).collect();
+        let lines: std::vec::Vec<crate::CacheLine> =
+            (0..5).map(|_| crate::CacheLine::new()).collect();
         // One ring of 4 descriptors is 256 bytes; the pair needs 512, we have 320.
         let r = Region::from_lines(&lines);
-        assert!(matches!(Lender::attach(r, 4), Err(RingError::RegionTooSmall { needed: 512, .. })));
+        assert!(matches!(
+            Lender::attach(r, 4),
+            Err(RingError::RegionTooSmall { needed: 512, .. })
+        ));
     }
 }

@@ -51,7 +51,10 @@ pub fn ring_bytes(capacity: u32, slot_words: usize) -> Result<usize, RingError> 
     if slot_words > MAX_SLOT_WORDS {
         return Err(RingError::SlotTooLarge);
     }
-    let overflow = RingError::RegionTooSmall { needed: usize::MAX, got: 0 };
+    let overflow = RingError::RegionTooSmall {
+        needed: usize::MAX,
+        got: 0,
+    };
     let cap = usize::try_from(capacity).map_err(|_| overflow)?;
     let bytes = cap
         .checked_mul(slot_words)
@@ -80,7 +83,10 @@ mod tests {
         assert_eq!(ring_bytes(1, 1), Ok(256));
         assert_eq!(ring_bytes(3, 1), Err(RingError::BadCapacity));
         assert_eq!(ring_bytes(0, 1), Err(RingError::BadCapacity));
-        assert_eq!(ring_bytes(4, MAX_SLOT_WORDS + 1), Err(RingError::SlotTooLarge));
+        assert_eq!(
+            ring_bytes(4, MAX_SLOT_WORDS + 1),
+            Err(RingError::SlotTooLarge)
+        );
         assert_eq!(tag(8, 4), 0xB401_0304);
     }
 }

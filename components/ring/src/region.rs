@@ -113,7 +113,10 @@ impl<'a> Region<'a> {
             return Err(RingError::Misaligned);
         }
         if at > self.len_bytes() {
-            return Err(RingError::RegionTooSmall { needed: at, got: self.len_bytes() });
+            return Err(RingError::RegionTooSmall {
+                needed: at,
+                got: self.len_bytes(),
+            });
         }
         let (a, b) = self.words.split_at(at / 4);
         Ok((Region { words: a }, Region { words: b }))
@@ -150,7 +153,10 @@ mod tests {
         let lines = [CacheLine::new(), CacheLine::new()];
         let r = Region::from_lines(&lines);
         assert_eq!(r.split_at(4).err(), Some(RingError::Misaligned));
-        assert!(matches!(r.split_at(192), Err(RingError::RegionTooSmall { .. })));
+        assert!(matches!(
+            r.split_at(192),
+            Err(RingError::RegionTooSmall { .. })
+        ));
         let (a, b) = r.split_at(64).unwrap();
         assert_eq!((a.len_bytes(), b.len_bytes()), (64, 64));
     }

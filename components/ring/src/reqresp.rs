@@ -43,7 +43,11 @@ impl<P: Pod> Pod for Request<P> {
         self.payload.store(&mut |i, w| put(2 + i, w));
     }
     fn load(get: &mut impl FnMut(usize) -> u32) -> Self {
-        Request { id: get(0), op: get(1), payload: P::load(&mut |i| get(2 + i)) }
+        Request {
+            id: get(0),
+            op: get(1),
+            payload: P::load(&mut |i| get(2 + i)),
+        }
     }
 }
 
@@ -67,7 +71,11 @@ impl<P: Pod> Pod for Response<P> {
         self.payload.store(&mut |i, w| put(2 + i, w));
     }
     fn load(get: &mut impl FnMut(usize) -> u32) -> Self {
-        Response { id: get(0), status: get(1), payload: P::load(&mut |i| get(2 + i)) }
+        Response {
+            id: get(0),
+            status: get(1),
+            payload: P::load(&mut |i| get(2 + i)),
+        }
     }
 }
 
@@ -94,7 +102,11 @@ impl<const N: usize> InFlight<N> {
     #[must_use]
     pub const fn new() -> Self {
         const { assert!(N <= 1 << 16, "slot index must fit in 16 bits") };
-        Self { busy: [false; N], generation: [0; N], outstanding: 0 }
+        Self {
+            busy: [false; N],
+            generation: [0; N],
+            outstanding: 0,
+        }
     }
 
     /// Requests outstanding.
@@ -147,7 +159,11 @@ mod tests {
         t.complete(a).unwrap();
         let a2 = t.issue().unwrap();
         assert_eq!(a2 & 0xffff, a & 0xffff, "slot reused");
-        assert_eq!(t.complete(a), Err(RingError::UnknownId(a)), "stale generation");
+        assert_eq!(
+            t.complete(a),
+            Err(RingError::UnknownId(a)),
+            "stale generation"
+        );
         t.complete(a2).unwrap();
         t.complete(b).unwrap();
         assert_eq!(t.outstanding(), 0);
@@ -156,7 +172,11 @@ mod tests {
 
     #[test]
     fn request_layout_is_id_op_payload() {
-        let r = Request { id: 1, op: 2, payload: 0x0000_0004_0000_0003_u64 };
+        let r = Request {
+            id: 1,
+            op: 2,
+            payload: 0x0000_0004_0000_0003_u64,
+        };
         let mut w = [0u32; 4];
         r.store(&mut |i, x| w[i] = x);
         assert_eq!(w, [1, 2, 3, 4]);

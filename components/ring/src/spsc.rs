@@ -72,15 +72,25 @@ impl<'a> View<'a> {
     ) -> Result<Self, RingError> {
         let needed = layout::ring_bytes(capacity, T::WORDS)?;
         if region.len_bytes() < needed {
-            return Err(RingError::RegionTooSmall { needed, got: region.len_bytes() });
+            return Err(RingError::RegionTooSmall {
+                needed,
+                got: region.len_bytes(),
+            });
         }
         let words = region.words();
-        let word = |i: usize| words.get(i).ok_or(RingError::RegionTooSmall { needed, got: 0 });
+        let word = |i: usize| {
+            words
+                .get(i)
+                .ok_or(RingError::RegionTooSmall { needed, got: 0 })
+        };
         let cap = usize::try_from(capacity).map_err(|_| RingError::BadCapacity)?;
         let slot_words = u32::try_from(T::WORDS).map_err(|_| RingError::SlotTooLarge)?;
         let slots = words
             .get(HEADER_WORDS..HEADER_WORDS + cap * T::WORDS)
-            .ok_or(RingError::RegionTooSmall { needed, got: region.len_bytes() })?;
+            .ok_or(RingError::RegionTooSmall {
+                needed,
+                got: region.len_bytes(),
+            })?;
 
         let ours = layout::tag(capacity, slot_words);
         word(own_tag)?.store(ours, Ordering::Relaxed);
@@ -101,11 +111,14 @@ impl<'a> View<'a> {
 
     /// The `T::WORDS` words of the slot for free-running index `index`.
     fn slot<T: Pod>(&self, index: u32) -> Result<&'a [AtomicU32], RingError> {
-        let base = usize::try_from(index & self.mask).map_err(|_| RingError::BadCapacity)? * T::WORDS;
+        let base =
+            usize::try_from(index & self.mask).map_err(|_| RingError::BadCapacity)? * T::WORDS;
         // In range by construction (`slots` holds capacity * WORDS words and
         // the masked index is below capacity); `get` keeps that a typed error
         // rather than a panic path should it ever be wrong.
-        self.slots.get(base..base + T::WORDS).ok_or(RingError::BadCapacity)
+        self.slots
+            .get(base..base + T::WORDS)
+            .ok_or(RingError::BadCapacity)
     }
 }
 
@@ -135,7 +148,13 @@ impl<'a, T: Pod> Producer<'a, T> {
         let tail = view.tail.load(Ordering::Relaxed);
         // Assume full until the consumer's head has been loaded and validated.
         let head_seen = tail.wrapping_sub(capacity);
-        Ok(Self { view, tail, head_seen, poisoned: None, _slot: PhantomData })
+        Ok(Self {
+            view,
+            tail,
+            head_seen,
+            poisoned: None,
+            _slot: PhantomData,
+        })
     }
 
     /// Number of entries the ring holds.
@@ -151,7 +170,10 @@ impl<'a, T: Pod> Producer<'a, T> {
         }
         let head = self.view.head.load(Ordering::Acquire);
         if self.tail.wrapping_sub(head) > self.view.capacity {
-            let e = RingError::Corrupt { ours: self.tail, theirs: head };
+            let e = RingError::Corrupt {
+                ours: self.tail,
+                theirs: head,
+            };
             self.poisoned = Some(e);
             return Err(e);
         }
@@ -241,7 +263,13 @@ impl<'a, T: Pod> Consumer<'a, T> {
     pub fn attach(region: Region<'a>, capacity: u32) -> Result<Self, RingError> {
         let view = View::attach::<T>(region, capacity, layout::CONSUMER_TAG, layout::PRODUCER_TAG)?;
         let head = view.head.load(Ordering::Relaxed);
-        Ok(Self { view, head, tail_seen: head, poisoned: None, _slot: PhantomData })
+        Ok(Self {
+            view,
+            head,
+            tail_seen: head,
+            poisoned: None,
+            _slot: PhantomData,
+        })
     }
 
     /// Number of entries the ring holds.
@@ -259,7 +287,10 @@ impl<'a, T: Pod> Consumer<'a, T> {
         let tail = self.view.tail.load(Ordering::Acquire);
         let available = tail.wrapping_sub(self.head);
         if available > self.view.capacity {
-            let e = RingError::Corrupt { ours: self.head, theirs: tail };
+            let e = RingError::Corrupt {
+                ours: self.head,
+                theirs: tail,
+            };
             self.poisoned = Some(e);
             return Err(e);
         }
@@ -410,7 +441,10 @@ mod tests {
         let _p = Producer::<u32>::attach(r, 8).unwrap();
         let e = Consumer::<u32>::attach(r, 4).unwrap_err();
         assert!(matches!(e, RingError::LayoutMismatch { .. }));
-        assert!(matches!(Consumer::<u64>::attach(r, 8), Err(RingError::LayoutMismatch { .. })));
+        assert!(matches!(
+            Consumer::<u64>::attach(r, 8),
+            Err(RingError::LayoutMismatch { .. })
+        ));
         assert!(Consumer::<u32>::attach(r, 8).is_ok());
     }
 

@@ -3,5 +3,6 @@
 
 pub mod config_region;
 pub mod policy;
+pub mod ring;
 pub mod sdf;
 pub mod virtio;

@@ -15,6 +15,7 @@ fn harness(name: &str) -> Option<fn(&[u8])> {
         "sdf_parse" => Some(bulkhead_fuzz_harness::sdf::sdf_parse),
         "config_region" => Some(bulkhead_fuzz_harness::config_region::config_region),
         "policy_parse" => Some(bulkhead_fuzz_harness::policy::policy_parse),
+        "ring_reader" => Some(bulkhead_fuzz_harness::ring::ring_reader),
         "virtio_mmio_regs" => Some(bulkhead_fuzz_harness::virtio::virtio_mmio_regs),
         "virtio_desc_walk" => Some(bulkhead_fuzz_harness::virtio::virtio_desc_walk),
         _ => None,
