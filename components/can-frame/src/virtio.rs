@@ -155,6 +155,8 @@ impl fmt::Display for VirtioCanError {
     }
 }
 
+impl core::error::Error for VirtioCanError {}
+
 fn le16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
