@@ -53,6 +53,24 @@ pub struct Masks {
     pub irq_ack_label: Option<u64>,
 }
 
+impl Masks {
+    /// The masks this PD was packed with (its patched symbols) and this
+    /// build's `IRQAckIRQ` label, if the build had an SDK.
+    #[cfg(target_os = "none")]
+    #[must_use]
+    pub fn patched() -> Self {
+        use crate::symbols::patched::{microkit_irqs, microkit_notifications};
+        Masks {
+            notifications: microkit_notifications.get(),
+            irqs: microkit_irqs.get(),
+            #[cfg(sel4_sdk)]
+            irq_ack_label: Some(crate::sdk::labels::IRQ_ACK_IRQ),
+            #[cfg(not(sel4_sdk))]
+            irq_ack_label: None,
+        }
+    }
+}
+
 fn check(mask: u64, ch: u64) -> Result<(), DeferError> {
     if ch < caps::MAX_CHANNELS && mask & (1 << ch) != 0 {
         Ok(())
@@ -216,18 +234,23 @@ impl LoopState {
     }
 }
 
-/// Runs the loop on seL4 forever, after `init` ran on `state.deferred()`
-/// and [`LoopState::after_init`] was called. MR0..MR3 are copied between
+/// Runs the loop on seL4 forever. Call it after `init` ran with
+/// `state.deferred()`; `passive` is `microkit_passive`. It does what
+/// libmicrokit does after `init()`: the passive hand-over to the monitor,
+/// one ack per IRQ, then the receive loop. MR0..MR3 are copied between
 /// registers and the IPC buffer around every receive, as libsel4 does, so
 /// `protected()` and `fault()` use message words through
 /// [`crate::ipc_buffer`]. Needs the SDK's labels (IRQ acks).
 #[cfg(all(target_arch = "aarch64", target_os = "none", sel4_sdk))]
-pub fn run<D: Dispatch + ?Sized>(d: &mut D, mut state: LoopState) -> ! {
+pub fn run<D: Dispatch + ?Sized>(d: &mut D, mut state: LoopState, passive: bool) -> ! {
     use crate::ipc_buffer::{get_mr, set_mr};
     use crate::sdk::labels::IRQ_ACK_IRQ;
     use crate::syscall;
+    if let Some(early) = state.after_init(passive) {
+        syscall::send(early.cap, early.info, [0; 4]);
+    }
     let load = || {
-        let g = |i| get_mr(i).unwrap_or(0);
+        let g = |i| get_mr(i).unwrap_or_default();
         [g(0), g(1), g(2), g(3)]
     };
     for id in state.initial_irq_acks() {

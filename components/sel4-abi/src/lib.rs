@@ -16,6 +16,8 @@
 //! ```
 #![cfg_attr(not(test), no_std)]
 
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod api;
 pub mod badge;
 pub mod caps;
 pub mod event_loop;
