@@ -15,11 +15,23 @@ fn run(name: &str, cfg: BusConfig, flood: Frame) -> Result<(), Box<dyn std::erro
     for k in 0..3 {
         bus.attach(NodeConfig::named(&format!("listener{k}")));
     }
-    bus.attach_scripted("flood", &[Traffic::Flood { frame: flood, depth: 1, counter_byte: Some(0) }])?;
+    bus.attach_scripted(
+        "flood",
+        &[Traffic::Flood {
+            frame: flood,
+            depth: 1,
+            counter_byte: Some(0),
+        }],
+    )?;
     let hp = Frame::classic(CanId::standard(0x010)?, &[0; 8])?;
     let cluster = bus.attach_scripted(
         "cluster",
-        &[Traffic::Periodic { frame: hp, period_ns: 10_000_000, offset_ns: 1_234, counter_byte: Some(0) }],
+        &[Traffic::Periodic {
+            frame: hp,
+            period_ns: 10_000_000,
+            offset_ns: 1_234,
+            counter_byte: Some(0),
+        }],
     )?;
     let wall = Instant::now();
     let mut t = 0;
@@ -51,11 +63,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let std8 = Frame::classic(CanId::standard(0x700)?, &[0x55; 8])?;
     let ext8 = Frame::classic(CanId::extended(0x1abc_d000)?, &[0x55; 8])?;
     let fd64 = Frame::fd(CanId::standard(0x700)?, &[0x55; 64], true)?;
-    run("classic 500k, 11-bit 8 B", BusConfig::classic(500_000)?, std8)?;
-    run("classic 1M, 11-bit 8 B", BusConfig::classic(1_000_000)?, std8)?;
-    run("classic 500k, 29-bit 8 B", BusConfig::classic(500_000)?, ext8)?;
-    run("classic 1M, 29-bit 8 B", BusConfig::classic(1_000_000)?, ext8)?;
-    run("FD 500k/2M BRS, 11-bit 64 B", BusConfig::fd(500_000, 2_000_000)?, fd64)?;
-    run("FD 1M/8M BRS, 11-bit 64 B", BusConfig::fd(1_000_000, 8_000_000)?, fd64)?;
+    run(
+        "classic 500k, 11-bit 8 B",
+        BusConfig::classic(500_000)?,
+        std8,
+    )?;
+    run(
+        "classic 1M, 11-bit 8 B",
+        BusConfig::classic(1_000_000)?,
+        std8,
+    )?;
+    run(
+        "classic 500k, 29-bit 8 B",
+        BusConfig::classic(500_000)?,
+        ext8,
+    )?;
+    run(
+        "classic 1M, 29-bit 8 B",
+        BusConfig::classic(1_000_000)?,
+        ext8,
+    )?;
+    run(
+        "FD 500k/2M BRS, 11-bit 64 B",
+        BusConfig::fd(500_000, 2_000_000)?,
+        fd64,
+    )?;
+    run(
+        "FD 1M/8M BRS, 11-bit 64 B",
+        BusConfig::fd(1_000_000, 8_000_000)?,
+        fd64,
+    )?;
     Ok(())
 }

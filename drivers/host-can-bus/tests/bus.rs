@@ -423,6 +423,16 @@ fn error_passive_at_128_and_a_lone_node_stays_there() {
         }
     }
     assert_eq!(tec_seen, (0..=16).map(|k| k * 8).collect::<Vec<u16>>());
+    // Each attempt: SOF..ACK slot, then a 6-bit active flag from the ACK
+    // delimiter, 8-bit delimiter, 3-bit intermission.
+    let ack = u64::from(FrameBits::new(&Frame::classic(sid(0x55), &[0]).unwrap()).ack_slot());
+    let passive_at = bus
+        .state_log(lone)
+        .iter()
+        .find(|s| s.1 == ErrorState::Passive)
+        .unwrap()
+        .0;
+    assert_eq!(passive_at, 16 * (ack + 1 + 6 + 8 + 3) * 2_000);
     let s = bus.status(lone).unwrap();
     assert_eq!((s.state, s.tec), (ErrorState::Passive, 128));
     bus.run_until(bus.now() + 50 * MS);

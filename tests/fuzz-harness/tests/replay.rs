@@ -13,6 +13,7 @@ use std::path::Path;
 fn harness(name: &str) -> Option<fn(&[u8])> {
     match name {
         "sdf_parse" => Some(bulkhead_fuzz_harness::sdf::sdf_parse),
+        "can_frame" => Some(bulkhead_fuzz_harness::can::can_frame),
         "config_region" => Some(bulkhead_fuzz_harness::config_region::config_region),
         "policy_parse" => Some(bulkhead_fuzz_harness::policy::policy_parse),
         "ring_reader" => Some(bulkhead_fuzz_harness::ring::ring_reader),
