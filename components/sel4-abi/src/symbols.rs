@@ -17,10 +17,12 @@
 //! looks them up by exact name) wrapped in [`Patched`], an `UnsafeCell`, so
 //! the compiler neither folds the build-time zero into readers nor places
 //! it in read-only memory; reads are volatile. They live in the writable
-//! input section `.data.microkit`, which our PD linker script
-//! (`link/microkit-pd.ld`) keeps with `KEEP` — `#[used]` alone does not
-//! stop the linker's section garbage collection, and an unreferenced
-//! `microkit_pps` must still exist for the tool. Being in `.data` they are
+//! input section `.data.microkit`: an unreferenced `microkit_pps` must
+//! still exist for the tool, so they are `#[used]` (on ELF, LLVM marks the
+//! section SHF_GNU_RETAIN, which rust-lld's section GC honours — checked:
+//! a PD that references none of them still has all six) and our PD linker
+//! script (`link/microkit-pd.ld`) also `KEEP`s the section, so the
+//! guarantee does not rest on one linker feature. Being in `.data` they are
 //! file-backed, so tools that read the ELF's bytes see the patched values.
 
 use core::cell::UnsafeCell;

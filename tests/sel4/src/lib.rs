@@ -258,6 +258,42 @@ pub fn missing_golden_line<'g>(golden: &'g str, output: &str) -> Option<&'g str>
     None
 }
 
+/// The transcripts a console must contain: one per PD. `golden` is either a
+/// file (one transcript) or a directory of `<pd>.txt` files, the host
+/// board's layout (`tests/host-board/golden/<system>/<pd>.txt`): PDs share
+/// one debug console on seL4, so each PD's lines must appear in order, but
+/// lines of different PDs may interleave.
+pub fn load_golden(path: &std::path::Path) -> std::io::Result<Vec<(String, String)>> {
+    if path.is_dir() {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(path)? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "txt") {
+                let name = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                v.push((name, std::fs::read_to_string(&p)?));
+            }
+        }
+        v.sort();
+        Ok(v)
+    } else {
+        Ok(vec![(String::new(), std::fs::read_to_string(path)?)])
+    }
+}
+
+/// First `(pd, line)` of `golden` (from [`load_golden`]) missing from
+/// `output`, checking each PD's transcript independently.
+pub fn missing_from_console<'g>(
+    golden: &'g [(String, String)],
+    output: &str,
+) -> Option<(&'g str, &'g str)> {
+    golden
+        .iter()
+        .find_map(|(pd, text)| missing_golden_line(text, output).map(|l| (pd.as_str(), l)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +304,20 @@ mod tests {
         assert!(matches!(r.problems.as_slice(), [Problem::NotElf64Le(_)]));
         let r = check_pd_elf(&[], &[]);
         assert!(matches!(r.problems.as_slice(), [Problem::NotElf64Le(_)]));
+    }
+
+    #[test]
+    fn each_pd_transcript_is_checked_on_its_own() {
+        let golden = vec![
+            ("ping".to_string(), "ping 1\nping 2\n".to_string()),
+            ("pong".to_string(), "pong 1\npong 2\n".to_string()),
+        ];
+        let interleaved = "ping 1\npong 1\nping 2\npong 2\n";
+        assert_eq!(missing_from_console(&golden, interleaved), None);
+        assert_eq!(
+            missing_from_console(&golden, "ping 1\nping 2\npong 2\n"),
+            Some(("pong", "pong 1"))
+        );
     }
 
     #[test]

@@ -21,7 +21,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// (example, .system file, golden transcript), paths from the repo root.
+/// (example, .system file, golden transcript file or per-PD directory),
+/// paths from the repo root. The examples of `system/examples/` join this
+/// table (with `tests/host-board/golden/<system>/` as golden) once their PD
+/// crate builds on the runtime's seL4 backend and is in sdk.sh's
+/// `PD_PACKAGES`.
 const EXAMPLES: &[(&str, &str, &str)] = &[(
     "hello",
     "tests/sel4/hello.system",
@@ -41,7 +45,7 @@ fn root() -> PathBuf {
 #[cfg(microkit_sdk)]
 mod with_sdk {
     use super::{root, BOOT_TIMEOUT};
-    use bulkhead_sel4_tests::missing_golden_line;
+    use bulkhead_sel4_tests::missing_from_console;
     use std::io::Read;
     use std::process::{Command, Stdio};
     use std::sync::mpsc::RecvTimeoutError;
@@ -54,7 +58,7 @@ mod with_sdk {
 
     /// Boots `system` on `board` and returns the console once every golden line
     /// appeared (or the timeout passed).
-    pub fn boot(board: &str, system: &str, golden: &str) -> String {
+    pub fn boot(board: &str, system: &str, golden: &[(String, String)]) -> String {
         let mut child = Command::new("scripts/sdk.sh")
             .current_dir(root())
             .args(["qemu", &sdk(), board, "debug", system])
@@ -75,7 +79,7 @@ mod with_sdk {
         });
         let deadline = Instant::now() + BOOT_TIMEOUT;
         let mut text = String::new();
-        while Instant::now() < deadline && missing_golden_line(golden, &text).is_some() {
+        while Instant::now() < deadline && missing_from_console(golden, &text).is_some() {
             match rx.recv_timeout(Duration::from_millis(500)) {
                 Ok(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
                 // sdk.sh or QEMU exited (e.g. the image did not pack).
@@ -98,13 +102,17 @@ mod with_sdk {
 fn examples_boot_on_qemu_and_match_their_golden_transcripts() {
     #[cfg(microkit_sdk)]
     for board in QEMU_BOARDS {
-        use bulkhead_sel4_tests::missing_golden_line;
+        use bulkhead_sel4_tests::{load_golden, missing_from_console};
         for (name, system, golden_path) in EXAMPLES {
-            let golden = std::fs::read_to_string(root().join(golden_path)).expect("golden file");
+            let golden = load_golden(&root().join(golden_path)).expect("golden transcripts");
+            assert!(
+                !golden.is_empty(),
+                "{name}: no golden transcripts in {golden_path}"
+            );
             let console = with_sdk::boot(board, system, &golden);
-            if let Some(line) = missing_golden_line(&golden, &console) {
+            if let Some((pd, line)) = missing_from_console(&golden, &console) {
                 panic!(
-                    "{name} on {board}: golden line {line:?} never appeared; console:\n{console}"
+                    "{name} on {board}: PD {pd:?}'s golden line {line:?} never appeared; console:\n{console}"
                 );
             }
         }

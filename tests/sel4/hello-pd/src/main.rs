@@ -1,4 +1,4 @@
-//! `hello`: the smallest Bulkhead PD on seL4.
+//! `sel4-hello`: the smallest Bulkhead PD on seL4.
 //!
 //! Prints `hello from <its patched microkit_name>` with `seL4_DebugPutChar`
 //! and then waits on its input capability forever. It exists so that CI can
@@ -55,6 +55,6 @@ mod pd {
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!("hello is a seL4 PD: build it with --target aarch64-unknown-none");
+    eprintln!("sel4-hello is a seL4 PD: build it with --target aarch64-unknown-none");
     std::process::exit(2);
 }
