@@ -31,7 +31,8 @@ fn hello_elf() -> &'static [u8] {
             status.success(),
             "building the hello PD for aarch64-unknown-none failed"
         );
-        std::fs::read(target_dir.join("aarch64-unknown-none/debug/sel4-hello")).expect("sel4-hello ELF")
+        std::fs::read(target_dir.join("aarch64-unknown-none/debug/sel4-hello"))
+            .expect("sel4-hello ELF")
     })
 }
 
