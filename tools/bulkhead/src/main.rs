@@ -10,6 +10,7 @@ mod check;
 mod inspect;
 mod policy;
 mod prove;
+mod run;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,9 @@ enum Command {
     /// Prove from the description alone that no information path exists
     /// that the hand-written safety policy forbids.
     Prove(prove::ProveArgs),
+    /// Run the system on the host board: one Linux process per PD, with
+    /// the description's isolation enforced by the host kernel.
+    Run(run::RunArgs),
 }
 
 /// Exit code for usage errors (clap uses the same).
@@ -59,5 +63,6 @@ fn main() -> ExitCode {
         Command::Report(args) => inspect::run_report(&args),
         Command::Graph(args) => inspect::run_graph(&args),
         Command::Prove(args) => prove::run(&args),
+        Command::Run(args) => run::run(&args),
     }
 }

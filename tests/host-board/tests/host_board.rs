@@ -1,0 +1,343 @@
+//! Whole-system and isolation tests on the host board: real PD processes,
+//! real ptrace, seccomp and shared memory.
+//!
+//! Each test runs a `.system` file and checks per-PD transcripts (against
+//! goldens in `golden/<system>/<pd>.txt`, `(pc 0x…)` normalised) or
+//! specific monitor reports. Set `BULKHEAD_BLESS=1` to rewrite goldens.
+//!
+//! If the host lacks ptrace or seccomp, a test prints `SKIPPED: <why>` on
+//! stderr and returns without asserting; it never passes silently.
+
+// A panic is how an integration test fails.
+#![allow(clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bulkhead_host::{run_file, HostError, RunOptions, RunOutcome};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `target/<profile>` of this test binary, where cargo also puts PD bins.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Builds the example PDs and the `bulkhead` tool into this test's target
+/// directory (the test crate's own adversarial PDs are built by cargo).
+fn build_once() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let target_dir = bin_dir().parent().expect("target dir").to_path_buf();
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(repo())
+            .args([
+                "build",
+                "-p",
+                "bulkhead-example-pds",
+                "-p",
+                "bulkhead",
+                "--target-dir",
+            ])
+            .arg(&target_dir);
+        if bin_dir().file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("run cargo build");
+        assert!(st.success(), "building the example PDs failed");
+    });
+}
+
+/// Why this host cannot run the host board, if it cannot.
+fn unsupported() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if !status.lines().any(|l| l.starts_with("Seccomp:")) {
+        return Some("the kernel has no seccomp".into());
+    }
+    if let Ok(scope) = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope") {
+        if scope.trim() == "3" {
+            return Some("ptrace is disabled (yama ptrace_scope = 3)".into());
+        }
+    }
+    None
+}
+
+fn run(system: &Path, opts: RunOptions) -> Option<RunOutcome> {
+    if let Some(why) = unsupported() {
+        eprintln!("SKIPPED: {}: {why}", system.display());
+        return None;
+    }
+    build_once();
+    let mut opts = opts;
+    opts.search_path.push(bin_dir());
+    opts.timeout.get_or_insert(Duration::from_secs(60));
+    match run_file(system, &opts) {
+        Ok(o) => Some(o),
+        Err(HostError::Os(what, e)) if what.starts_with("ptrace") => {
+            eprintln!("SKIPPED: {}: {what}: {e}", system.display());
+            None
+        }
+        Err(e) => panic!("{}: {e}", system.display()),
+    }
+}
+
+fn example(name: &str) -> PathBuf {
+    repo()
+        .join("system/examples")
+        .join(format!("{name}.system"))
+}
+
+fn adversary(name: &str) -> PathBuf {
+    repo()
+        .join("tests/host-board/systems")
+        .join(format!("{name}.system"))
+}
+
+/// Replaces `(pc 0x…)` (which depends on the build) with `(pc <pc>)`.
+fn normalise(line: &str) -> String {
+    match line.find("(pc 0x") {
+        Some(i) => {
+            let rest = &line[i + 6..];
+            let end = rest.find(')').unwrap_or(rest.len());
+            format!("{}(pc <pc>){}", &line[..i], &rest[end + 1..])
+        }
+        None => line.to_string(),
+    }
+}
+
+fn all_output(o: &RunOutcome) -> String {
+    o.lines
+        .iter()
+        .map(|l| l.render())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Compares each PD's transcript with `golden/<system>/<pd>.txt`.
+fn check_golden(system: &str, o: &RunOutcome, pds: &[&str]) {
+    let dir = repo().join("tests/host-board/golden").join(system);
+    let bless = std::env::var_os("BULKHEAD_BLESS").is_some();
+    for pd in pds {
+        let got: String = o
+            .transcript(pd)
+            .iter()
+            .map(|l| normalise(l) + "\n")
+            .collect();
+        let path = dir.join(format!("{pd}.txt"));
+        if bless {
+            std::fs::create_dir_all(&dir).expect("golden dir");
+            std::fs::write(&path, &got).expect("write golden");
+            continue;
+        }
+        let want =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            got,
+            want,
+            "transcript of PD {pd} in {system} differs from {}\nwhole run:\n{}",
+            path.display(),
+            all_output(o)
+        );
+    }
+}
+
+#[test]
+fn normalise_strips_only_the_pc() {
+    assert_eq!(
+        normalise("MONITOR: fault at 0x10 (pc 0x5555) x"),
+        "MONITOR: fault at 0x10 (pc <pc>) x"
+    );
+    assert_eq!(normalise("no pc here"), "no pc here");
+}
+
+#[test]
+fn hello_matches_golden() {
+    let Some(o) = run(&example("hello"), RunOptions::default()) else {
+        return;
+    };
+    assert_eq!(o.status, 0, "{}", all_output(&o));
+    check_golden("hello", &o, &["hello"]);
+}
+
+#[test]
+fn pingpong_matches_golden() {
+    let Some(o) = run(&example("pingpong"), RunOptions::default()) else {
+        return;
+    };
+    assert_eq!(o.status, 0, "{}", all_output(&o));
+    check_golden("pingpong", &o, &["ping", "pong"]);
+}
+
+#[test]
+fn passive_server_matches_golden() {
+    let Some(o) = run(&example("passive_server"), RunOptions::default()) else {
+        return;
+    };
+    assert_eq!(o.status, 0, "{}", all_output(&o));
+    check_golden("passive_server", &o, &["server", "client"]);
+}
+
+#[test]
+fn hierarchy_matches_golden() {
+    let Some(o) = run(&example("hierarchy"), RunOptions::default()) else {
+        return;
+    };
+    assert_eq!(o.status, 0, "{}", all_output(&o));
+    check_golden("hierarchy", &o, &["parent", "crasher"]);
+}
+
+#[test]
+fn rowrite_matches_golden_and_reports_the_fault() {
+    let Some(o) = run(&example("rowrite"), RunOptions::default()) else {
+        return;
+    };
+    assert_eq!(
+        o.status,
+        1,
+        "a reported fault makes the run fail\n{}",
+        all_output(&o)
+    );
+    let t = o.transcript("writer");
+    assert!(
+        t.iter().any(|l| l.starts_with(
+            "MONITOR: fault in PD writer: write to read-only map of ro at 0x10000000 (pc 0x"
+        )),
+        "{t:#?}"
+    );
+    check_golden("rowrite", &o, &["writer"]);
+}
+
+#[test]
+fn bulkhead_run_pingpong_exits_zero() {
+    if let Some(why) = unsupported() {
+        eprintln!("SKIPPED: bulkhead run pingpong: {why}");
+        return;
+    }
+    build_once();
+    let out = Command::new(bin_dir().join("bulkhead"))
+        .current_dir(repo())
+        .args(["run", "system/examples/pingpong.system", "--timeout", "60"])
+        .output()
+        .expect("run bulkhead");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[pong] pong: done after 1000 rounds, no gap, no repeat"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn access_outside_the_maps_is_reported() {
+    let Some(o) = run(&adversary("outside"), RunOptions::default()) else {
+        return;
+    };
+    let t = o.transcript("outside");
+    assert!(
+        t.iter().any(|l| l.starts_with(
+            "MONITOR: fault in PD outside: access outside the maps at 0x30000000 (pc 0x"
+        )),
+        "{}",
+        all_output(&o)
+    );
+    assert!(!t.iter().any(|l| l.contains("isolation broken")), "{t:#?}");
+    assert_eq!(o.status, 1);
+}
+
+#[test]
+fn mprotect_of_a_read_only_map_is_refused_and_reported() {
+    let Some(o) = run(&adversary("remap"), RunOptions::default()) else {
+        return;
+    };
+    let t = o.transcript("remap");
+    assert!(
+        t.contains(&"MONITOR: PD remap stopped: forbidden syscall 10 (mprotect)".to_string()),
+        "{}",
+        all_output(&o)
+    );
+    assert!(!t.iter().any(|l| l.contains("isolation broken")), "{t:#?}");
+    assert_eq!(o.status, 1);
+}
+
+#[test]
+fn openat_stops_the_pd_and_is_reported() {
+    let Some(o) = run(&adversary("opener"), RunOptions::default()) else {
+        return;
+    };
+    let t = o.transcript("opener");
+    assert!(
+        t.contains(&"MONITOR: PD opener stopped: forbidden syscall 257 (openat)".to_string()),
+        "{}",
+        all_output(&o)
+    );
+    assert!(!t.iter().any(|l| l.contains("isolation broken")), "{t:#?}");
+    assert_eq!(o.status, 1);
+}
+
+#[test]
+fn signalling_an_undeclared_channel_is_refused() {
+    let Some(o) = run(&adversary("spy"), RunOptions::default()) else {
+        return;
+    };
+    let t = o.transcript("spy");
+    assert!(
+        t.contains(&"spy: 62 of 62 undeclared channels refused by the runtime".to_string()),
+        "{}",
+        all_output(&o)
+    );
+    assert!(
+        t.contains(&"spy: 0 descriptors accepted a raw signal".to_string()),
+        "{}",
+        all_output(&o)
+    );
+    // The channel it is not part of kept working, undisturbed.
+    assert!(o
+        .transcript("pong")
+        .contains(&"pong: done after 1000 rounds, no gap, no repeat".to_string()));
+    assert_eq!(o.status, 0, "{}", all_output(&o));
+}
+
+#[test]
+fn siblings_lose_nothing_while_a_child_is_restarted_repeatedly() {
+    let Some(o) = run(&adversary("restart_siblings"), RunOptions::default()) else {
+        return;
+    };
+    let out = all_output(&o);
+    assert!(
+        o.transcript("restarter")
+            .contains(&"restarter: restarted 50 times".to_string()),
+        "{out}"
+    );
+    assert!(
+        o.transcript("crashloop")
+            .contains(&"crashloop: ran through after 50 restarts".to_string()),
+        "{out}"
+    );
+    // A lost payload is a sequence gap; a lost wake-up hangs the game until
+    // the timeout (status 124).
+    assert!(
+        o.transcript("ping")
+            .contains(&"ping: done, every echo in order".to_string()),
+        "{out}"
+    );
+    assert!(
+        o.transcript("pong")
+            .contains(&"pong: done after 1000 rounds, no gap, no repeat".to_string()),
+        "{out}"
+    );
+    assert_eq!(o.status, 0, "{out}");
+}
