@@ -139,8 +139,10 @@ qemu() {
     qemu_ok "$BOARD" || setup_qemu
     case "$BOARD" in
         qemu_virt_aarch64)
+            # -nic none: no default NIC, whose option ROM Debian ships in a
+            # separate package (ipxe-qemu) that a minimal install lacks.
             exec qemu-system-aarch64 -machine virt,virtualization=on -cpu cortex-a53 \
-                -m size=2G -nographic -serial mon:stdio \
+                -m size=2G -nographic -serial mon:stdio -nic none \
                 -device "loader,file=$img,addr=0x70000000,cpu-num=0" ${QEMU_EXTRA_ARGS:-}
             ;;
         imx8mp_evk)
