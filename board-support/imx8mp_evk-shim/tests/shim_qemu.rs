@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 fn build() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("imx8mp-shim");
+    let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sel4-aarch64");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)

@@ -58,9 +58,15 @@ impl<T: Copy> Patched<T> {
 /// Declares a `setvar` target: a `#[no_mangle]` 8-byte [`Patched`] `u64`
 /// named exactly like the `.system` file's `symbol=` attribute.
 ///
-/// ```ignore
-/// bulkhead_sel4_abi::setvar!(ring_vaddr);
-/// let base = ring_vaddr.get();
+/// ```
+/// bulkhead_sel4_abi::setvar!(
+///     /// Base of the TX ring (`<map … setvar_vaddr="ring_vaddr"/>`).
+///     ring_vaddr
+/// );
+/// fn main() {
+///     // 0 until the tool patches it.
+///     assert_eq!(ring_vaddr.get(), 0);
+/// }
 /// ```
 #[macro_export]
 macro_rules! setvar {

@@ -1,8 +1,9 @@
 //! Builds the `hello` PD for aarch64-unknown-none and checks its ELF
 //! against everything the Microkit tool needs (no SDK required).
 //!
-//! The build runs in its own target directory under CARGO_TARGET_TMPDIR so
-//! it never waits on the lock of the `cargo test` that runs it.
+//! The build runs in target/tmp/sel4-aarch64 (shared by every bare-metal
+//! build of the tests; cargo's lock serialises them), not the target dir
+//! of the `cargo test` that runs it, so it never waits on that lock.
 
 use bulkhead_sel4_tests::{check_pd_elf, Problem, PATCHED_SYMBOLS};
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ fn hello_elf() -> &'static [u8] {
     static ELF: OnceLock<Vec<u8>> = OnceLock::new();
     ELF.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hello-pd");
+        let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sel4-aarch64");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(&root)
