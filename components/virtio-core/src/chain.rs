@@ -439,3 +439,116 @@ impl<const N: usize> Writer<'_, N> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guest RAM that claims 16 GiB (so huge buffers pass the range check)
+    /// but stores only its first page.
+    struct Huge([u8; 4096]);
+
+    impl GuestMemory for Huge {
+        fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+            let s = usize::try_from(gpa).map_err(|_| MemError::OutOfRange)?;
+            buf.copy_from_slice(self.0.get(s..s + buf.len()).ok_or(MemError::OutOfRange)?);
+            Ok(())
+        }
+        fn write(&mut self, _gpa: u64, _data: &[u8]) -> Result<(), MemError> {
+            Ok(())
+        }
+        fn check_range(&self, gpa: u64, len: u64) -> Result<(), MemError> {
+            match gpa.checked_add(len) {
+                Some(end) if end <= 16 << 30 => Ok(()),
+                _ => Err(MemError::OutOfRange),
+            }
+        }
+    }
+
+    fn put_desc(m: &mut Huge, i: usize, addr: u64, len: u32, flags: u16, next: u16) {
+        let d = &mut m.0[i * 16..i * 16 + 16];
+        d[..8].copy_from_slice(&addr.to_le_bytes());
+        d[8..12].copy_from_slice(&len.to_le_bytes());
+        d[12..14].copy_from_slice(&flags.to_le_bytes());
+        d[14..].copy_from_slice(&next.to_le_bytes());
+    }
+
+    /// §2.7.5.2: a chain of more than 2^32 bytes in total is refused, and
+    /// exactly 2^32 is accepted.
+    #[test]
+    fn verify_spec_2_7_5_2_total_length_at_most_2_pow_32() {
+        let mut m = Huge([0; 4096]);
+        put_desc(&mut m, 0, 1 << 32, u32::MAX, DESC_F_NEXT, 1);
+        put_desc(&mut m, 1, 2 << 32, 1, DESC_F_WRITE | DESC_F_NEXT, 2);
+        put_desc(&mut m, 2, 3 << 32, 1, DESC_F_WRITE, 0);
+        assert_eq!(
+            walk::<_, 4>(&m, 0, 8, 0, false, 0).err(),
+            Some(ChainError::TotalLengthTooLarge)
+        );
+        put_desc(&mut m, 1, 2 << 32, 1, DESC_F_WRITE, 0);
+        let c = walk::<_, 4>(&m, 0, 8, 0, false, 0).unwrap();
+        assert_eq!(c.readable_len() + c.writable_len(), 1 << 32);
+    }
+
+    /// §2.7.5: a chain may use every descriptor of the table, not one more.
+    #[test]
+    fn verify_spec_2_7_5_chain_may_be_exactly_queue_size_long() {
+        let mut m = Huge([0; 4096]);
+        for i in 0..8u16 {
+            let last = i == 7;
+            put_desc(
+                &mut m,
+                usize::from(i),
+                0x1000,
+                1,
+                if last { 0 } else { DESC_F_NEXT },
+                i + 1,
+            );
+        }
+        assert_eq!(
+            walk::<_, 8>(&m, 0, 8, 0, false, 0)
+                .unwrap()
+                .buffers()
+                .count(),
+            8
+        );
+        // The last one pointing back to the head makes it a loop.
+        put_desc(&mut m, 7, 0x1000, 1, DESC_F_NEXT, 0);
+        assert_eq!(
+            walk::<_, 16>(&m, 0, 8, 0, false, 0).err(),
+            Some(ChainError::TooLong)
+        );
+    }
+
+    #[test]
+    fn cursors_split_copies_across_buffers() {
+        let mut ram = [0u8; 256];
+        let mut mem = crate::SliceMemory::new(0, &mut ram);
+        let mut c = DescriptorChain::<4>::empty(0, 0);
+        c.push(0, 3, false).unwrap();
+        c.push(16, 5, false).unwrap();
+        c.push(64, 2, true).unwrap();
+        c.push(80, 4, true).unwrap();
+        mem.write(0, b"abc").unwrap();
+        mem.write(16, b"defgh").unwrap();
+        let mut r = c.reader();
+        let mut buf = [0u8; 6];
+        assert_eq!(r.read(&mem, &mut buf), Ok(6));
+        assert_eq!(&buf, b"abcdef");
+        assert_eq!(
+            r.read_exact(&mem, &mut [0u8; 3]),
+            Err(ChainIoError::ShortChain)
+        );
+        assert_eq!(r.read(&mem, &mut buf), Ok(2));
+        let mut w = c.writer();
+        assert_eq!(
+            w.write_all(&mut mem, &[1; 7]),
+            Err(ChainIoError::ShortChain)
+        );
+        assert_eq!(w.write(&mut mem, &[9; 7]), Ok(6));
+        assert_eq!(w.written(), 6);
+        assert_eq!(&mem.bytes()[64..66], &[9, 9]);
+        assert_eq!(&mem.bytes()[80..84], &[9, 9, 9, 9]);
+        assert_eq!(&mem.bytes()[66..80], &[0; 14]);
+    }
+}

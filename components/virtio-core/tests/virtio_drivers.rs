@@ -17,7 +17,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use bulkhead_virtio::spec::{feature, reg};
-use bulkhead_virtio::{GuestMemory, MemError, MmioTransport, QueueContext, QueueError, VirtioDevice, WriteEffect};
+use bulkhead_virtio::{
+    GuestMemory, MemError, MmioTransport, QueueContext, QueueError, VirtioDevice, WriteEffect,
+};
 use virtio_drivers::device::console::{Size, VirtIOConsole};
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
@@ -42,7 +44,9 @@ impl Ram {
         let layout = std::alloc::Layout::from_size_align(RAM_SIZE, PAGE_SIZE).unwrap();
         // SAFETY: the layout has a non-zero size.
         let p = unsafe { std::alloc::alloc_zeroed(layout) };
-        Self { ptr: NonNull::new(p).unwrap() }
+        Self {
+            ptr: NonNull::new(p).unwrap(),
+        }
     }
 
     fn offset(gpa: u64, len: usize) -> Result<usize, MemError> {
@@ -61,14 +65,18 @@ impl GuestMemory for Ram {
         // SAFETY: `off + buf.len() <= RAM_SIZE` was checked; the allocation
         // lives for the whole test (it is leaked); `buf` is a separate
         // host buffer, so the ranges do not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), buf.as_mut_ptr(), buf.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), buf.as_mut_ptr(), buf.len())
+        };
         Ok(())
     }
 
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
         let off = Self::offset(gpa, data.len())?;
         // SAFETY: as in `read`, with the copy going the other way.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(off), data.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(off), data.len())
+        };
         Ok(())
     }
 
@@ -206,7 +214,10 @@ impl VirtioDevice for Console {
             _ => {
                 while !self.input.is_empty() {
                     let Some(chain) = ctx.pop::<4>()? else { break };
-                    let take = self.input.len().min(usize::try_from(chain.writable_len()).unwrap());
+                    let take = self
+                        .input
+                        .len()
+                        .min(usize::try_from(chain.writable_len()).unwrap());
                     let data: Vec<u8> = self.input.drain(..take).collect();
                     let mut w = chain.writer();
                     w.write(ctx.memory_mut(), &data).unwrap();
@@ -277,7 +288,10 @@ impl Transport for Forward {
     }
     fn write_driver_features(&mut self, f: u64) {
         self.w(reg::DRIVER_FEATURES_SEL, 0);
-        self.w(reg::DRIVER_FEATURES, u32::try_from(f & 0xffff_ffff).unwrap());
+        self.w(
+            reg::DRIVER_FEATURES,
+            u32::try_from(f & 0xffff_ffff).unwrap(),
+        );
         self.w(reg::DRIVER_FEATURES_SEL, 1);
         self.w(reg::DRIVER_FEATURES, u32::try_from(f >> 32).unwrap());
     }
@@ -300,7 +314,14 @@ impl Transport for Forward {
     fn requires_legacy_layout(&self) -> bool {
         false
     }
-    fn queue_set(&mut self, queue: u16, size: u32, desc: PhysAddr, driver: PhysAddr, device: PhysAddr) {
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        desc: PhysAddr,
+        driver: PhysAddr,
+        device: PhysAddr,
+    ) {
         self.w(reg::QUEUE_SEL, queue.into());
         self.w(reg::QUEUE_NUM, size);
         self.w64(reg::QUEUE_DESC_LOW, desc);
@@ -324,7 +345,10 @@ impl Transport for Forward {
     fn read_config_generation(&self) -> u32 {
         self.r(reg::CONFIG_GENERATION)
     }
-    fn read_config_space<T: FromBytes + IntoBytes>(&self, offset: usize) -> virtio_drivers::Result<T> {
+    fn read_config_space<T: FromBytes + IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<T> {
         let size = size_of::<T>();
         let mut bytes = [0u8; 8];
         let base = reg::CONFIG + offset as u64;
@@ -339,12 +363,20 @@ impl Transport for Forward {
         }
         Ok(T::read_from_bytes(&bytes[..size]).unwrap())
     }
-    fn write_config_space<T: IntoBytes + Immutable>(&mut self, offset: usize, value: T) -> virtio_drivers::Result<()> {
+    fn write_config_space<T: IntoBytes + Immutable>(
+        &mut self,
+        offset: usize,
+        value: T,
+    ) -> virtio_drivers::Result<()> {
         let b = value.as_bytes();
         let mut v = [0u8; 8];
         v[..b.len()].copy_from_slice(b);
         let width = u8::try_from(b.len()).unwrap();
-        self.0.borrow_mut().dev.write(reg::CONFIG + offset as u64, width, u64::from_le_bytes(v)).unwrap();
+        self.0
+            .borrow_mut()
+            .dev
+            .write(reg::CONFIG + offset as u64, width, u64::from_le_bytes(v))
+            .unwrap();
         Ok(())
     }
 }
@@ -363,8 +395,17 @@ fn console_round_trip() {
 
     // Negotiation went through our FEATURES_OK checks.
     let negotiated = vmm.borrow().dev.device().features.unwrap();
-    assert_eq!(negotiated, 1 | 1 << 2 | feature::INDIRECT_DESC | feature::EVENT_IDX | feature::VERSION_1);
-    assert_eq!(console.size().unwrap(), Some(Size { columns: COLS, rows: ROWS }));
+    assert_eq!(
+        negotiated,
+        1 | 1 << 2 | feature::INDIRECT_DESC | feature::EVENT_IDX | feature::VERSION_1
+    );
+    assert_eq!(
+        console.size().unwrap(),
+        Some(Size {
+            columns: COLS,
+            rows: ROWS
+        })
+    );
 
     // TX: the driver busy-waits on our used ring.
     console.send_bytes(b"hello from virtio-drivers\n").unwrap();
@@ -373,14 +414,20 @@ fn console_round_trip() {
         console.send(c).unwrap();
     }
     console.emergency_write(b'!').unwrap();
-    assert_eq!(vmm.borrow().dev.device().output, b"hello from virtio-drivers\nline 2\nok!");
+    assert_eq!(
+        vmm.borrow().dev.device().output,
+        b"hello from virtio-drivers\nline 2\nok!"
+    );
 
     // RX: the driver posted one buffer at init; the device had nothing, so
     // it left the buffer available. Input arrives; the VMM kicks queue 0.
     assert_eq!(console.recv(true).unwrap(), None);
     vmm.borrow_mut().dev.device_mut().input.extend(b"hi");
     vmm.borrow_mut().kick(0);
-    assert!(vmm.borrow().dev.interrupt_pending(), "EVENT_IDX asked for this interrupt");
+    assert!(
+        vmm.borrow().dev.interrupt_pending(),
+        "EVENT_IDX asked for this interrupt"
+    );
     assert!(console.ack_interrupt().unwrap());
     assert!(!vmm.borrow().dev.interrupt_pending());
     assert_eq!(console.recv(true).unwrap(), Some(b'h'));
@@ -400,7 +447,11 @@ fn console_round_trip() {
     assert!(!vmm.borrow().dev.queue(1).unwrap().ready());
     vmm.borrow_mut().dev.device_mut().input.extend(b"late");
     vmm.borrow_mut().kick(0);
-    assert_eq!(vmm.borrow().dev.device().input.len(), 4, "nothing delivered to a disabled queue");
+    assert_eq!(
+        vmm.borrow().dev.device().input.len(),
+        4,
+        "nothing delivered to a disabled queue"
+    );
 }
 
 #[test]
