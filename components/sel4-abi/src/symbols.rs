@@ -124,6 +124,18 @@ pub mod patched {
     #[link_section = ".data.microkit"]
     pub static microkit_ioports: Patched<u64> = Patched::new(0);
 
+    /// This PD's name as the tool patched it, for the whole run
+    /// (`microkit_name` up to its first NUL, cut to valid UTF-8).
+    #[must_use]
+    pub fn name() -> &'static str {
+        // SAFETY: `microkit_name` is written only by the Microkit tool,
+        // before the PD starts; no API of this crate writes through a
+        // `Patched`, so a shared 'static reference to its bytes never
+        // aliases a write.
+        let bytes: &'static [u8; NAME_LENGTH] = unsafe { &*microkit_name.0.get() };
+        super::name_of(bytes)
+    }
+
     /// This PD's identity as the tool patched it.
     #[must_use]
     pub fn identity() -> super::Identity {
@@ -175,17 +187,19 @@ impl Identity {
     /// prefix — the tool truncates by bytes, which may split a character.
     #[must_use]
     pub fn name(&self) -> &str {
-        let end = self
-            .name
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(NAME_LENGTH);
-        let bytes = &self.name[..end];
-        match core::str::from_utf8(bytes) {
-            Ok(s) => s,
-            // `valid_up_to` is a char boundary, so this cannot fail.
-            Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
-        }
+        name_of(&self.name)
+    }
+}
+
+/// `microkit_name` bytes as text: up to the first NUL (all 64 when none),
+/// cut back to the longest valid UTF-8 prefix.
+fn name_of(raw: &[u8; NAME_LENGTH]) -> &str {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(NAME_LENGTH);
+    let bytes = &raw[..end];
+    match core::str::from_utf8(bytes) {
+        Ok(s) => s,
+        // `valid_up_to` is a char boundary, so this cannot fail.
+        Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
     }
 }
 

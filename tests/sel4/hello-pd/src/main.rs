@@ -28,14 +28,11 @@ mod pd {
         // Only the name is read: the other patched symbols stay
         // unreferenced, so the ELF test also proves the linker script keeps
         // them (the tool needs all six).
-        let name = patched::microkit_name.get();
-        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        let name = patched::name();
         let times = hello_greeting_count.get().max(1);
         for _ in 0..times {
             syscall::debug_puts("hello from ");
-            for &b in &name[..end] {
-                syscall::debug_put_char(b);
-            }
+            syscall::debug_puts(name);
             syscall::debug_puts("\n");
         }
         loop {
