@@ -26,8 +26,8 @@ mod pd {
 
     fn main() -> ! {
         // Only the name is read: the other patched symbols stay
-        // unreferenced, so the ELF test also proves the linker script keeps
-        // them (the tool needs all six).
+        // unreferenced, so the ELF test also proves they are retained
+        // (the tool needs all six).
         let name = patched::name();
         let times = hello_greeting_count.get().max(1);
         for _ in 0..times {
