@@ -4,7 +4,8 @@
 //! [`check_pd_elf`] reads a PD ELF the way the Microkit 2.3 tool does
 //! (`tool/microkit/src/elf.rs`, `symbols.rs`) and reports every way the
 //! tool would reject it, crash on it, or silently pack something broken:
-//! wrong class/endianness/machine, entry outside executable code, no
+//! wrong class/endianness/machine, not a static executable, TLS, entry
+//! outside executable code, no
 //! `.symtab`, a patched symbol missing, duplicated, of the wrong size,
 //! outside every PT_LOAD segment or in a read-only one, a `setvar` symbol
 //! that is not exactly 8 bytes, two segments sharing a page.
@@ -17,7 +18,7 @@
 //! assert!(report.problems.is_empty(), "{:?}", report.problems);
 //! ```
 
-use object::elf::{EM_AARCH64, PF_W, PF_X, PT_LOAD};
+use object::elf::{EM_AARCH64, ET_EXEC, PF_W, PF_X, PT_DYNAMIC, PT_INTERP, PT_LOAD, PT_TLS};
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use object::{Endianness, Object, ObjectSymbol, ObjectSymbolTable};
 use std::collections::HashMap;
@@ -44,6 +45,12 @@ pub enum Problem {
     NotElf64Le(String),
     /// `e_machine` is not AArch64.
     WrongMachine(u16),
+    /// Not a static executable (`ET_EXEC`, no PT_DYNAMIC/PT_INTERP): nothing
+    /// on Microkit applies dynamic relocations, so a PIE would run with
+    /// unrelocated pointers.
+    NotStaticExecutable(&'static str),
+    /// A PT_TLS segment: nothing on Microkit sets up thread-local storage.
+    Tls,
     /// No PT_LOAD segment.
     NoLoadSegment,
     /// `e_entry` is not inside an executable PT_LOAD segment.
@@ -76,6 +83,11 @@ impl fmt::Display for Problem {
         match self {
             Problem::NotElf64Le(e) => write!(f, "not a 64-bit little-endian ELF: {e}"),
             Problem::WrongMachine(m) => write!(f, "e_machine {m} is not AArch64 (183)"),
+            Problem::NotStaticExecutable(why) => write!(f, "not a static executable: {why}"),
+            Problem::Tls => write!(
+                f,
+                "has a PT_TLS segment; Microkit sets up no thread-local storage"
+            ),
             Problem::NoLoadSegment => write!(f, "no PT_LOAD segment"),
             Problem::EntryOutsideCode(e) => {
                 write!(f, "entry {e:#x} is not in an executable PT_LOAD segment")
@@ -149,7 +161,21 @@ pub fn check_pd_elf(bytes: &[u8], setvars: &[&str]) -> Report {
         r.problems.push(Problem::WrongMachine(machine));
     }
     r.entry = hdr.e_entry(endian);
+    if hdr.e_type(endian) != ET_EXEC {
+        r.problems
+            .push(Problem::NotStaticExecutable("e_type is not ET_EXEC"));
+    }
     for ph in elf.elf_program_headers() {
+        match ph.p_type(endian) {
+            PT_DYNAMIC => r
+                .problems
+                .push(Problem::NotStaticExecutable("PT_DYNAMIC present")),
+            PT_INTERP => r
+                .problems
+                .push(Problem::NotStaticExecutable("PT_INTERP present")),
+            PT_TLS => r.problems.push(Problem::Tls),
+            _ => {}
+        }
         if ph.p_type(endian) == PT_LOAD {
             r.segments.push(Segment {
                 vaddr: ph.p_vaddr(endian),

@@ -102,3 +102,17 @@ fn an_x86_elf_is_rejected() {
     let r = check_pd_elf(&elf, &[]);
     assert!(r.problems.contains(&Problem::WrongMachine(62)));
 }
+
+#[test]
+fn a_position_independent_executable_is_rejected() {
+    let mut elf = hello_elf().to_vec();
+    // e_type is at offset 16; 3 = ET_DYN.
+    elf[16..18].copy_from_slice(&3u16.to_le_bytes());
+    let r = check_pd_elf(&elf, &[]);
+    assert!(
+        r.problems
+            .contains(&Problem::NotStaticExecutable("e_type is not ET_EXEC")),
+        "{:?}",
+        r.problems
+    );
+}
