@@ -595,3 +595,33 @@ fn cancel_and_queue_limits() {
     );
     assert_eq!(ctl.status().unwrap().state, ErrorState::Active);
 }
+
+#[test]
+fn one_collision_error_frame_matches_the_hand_count() {
+    // id 0x123, DLC 1: SOF 0, id 00100100011, RTR/IDE/r0 000, DLC 0001, then
+    // the data byte. Stuffed: a stuff bit after logical bit 16 (five zeros
+    // from RTR to the DLC's second bit) and after the data's fifth zero, so
+    // the data bytes 0x00 / 0x01 first differ at wire bit 28, where the bus
+    // has shown three dominant bits in a row (26, 27, 28).
+    let mut bus = classic_bus(500_000);
+    let obs = bus.attach(NodeConfig::named("observer"));
+    let w = bus.attach(NodeConfig::named("w"));
+    let l = bus.attach(NodeConfig::named("l"));
+    bus.submit(w, Frame::classic(sid(0x123), &[0x00]).unwrap())
+        .unwrap();
+    bus.submit(l, Frame::classic(sid(0x123), &[0x01]).unwrap())
+        .unwrap();
+    while bus.stats(l).tx_errors == 0 {
+        bus.step();
+    }
+    // L's flag: bits 29..34. The observer sees its 6th dominant bit at 31 and
+    // flags 32..37; W flags from its first recessive bit (≤ 31). Dominant
+    // ends at 37, then 8 delimiter + 3 intermission bits: 49 bits in all.
+    assert_eq!(bus.now(), 49 * 2_000);
+    assert_eq!(bus.status(l).unwrap().tec, 8);
+    assert_eq!(bus.status(w).unwrap().tec, 8);
+    // The observer's own flag ended with the last dominant bit: REC +1 only.
+    assert_eq!(bus.status(obs).unwrap().rec, 1);
+    assert_eq!(bus.stats(obs).rx_errors, 1);
+    assert_eq!(bus.bus_stats().error_frames, 1);
+}
