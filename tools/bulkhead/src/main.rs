@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod check;
+mod compose;
 mod inspect;
 mod policy;
 mod prove;
@@ -41,6 +42,9 @@ enum Command {
     /// Run the system on the host board: one Linux process per PD, with
     /// the description's isolation enforced by the host kernel.
     Run(run::RunArgs),
+    /// Compose a system (.system, per-PD configuration, guest device trees,
+    /// host bindings) from a short declarative description.
+    Compose(compose::ComposeArgs),
 }
 
 /// Exit code for usage errors (clap uses the same).
@@ -64,5 +68,6 @@ fn main() -> ExitCode {
         Command::Graph(args) => inspect::run_graph(&args),
         Command::Prove(args) => prove::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Compose(args) => compose::run(&args),
     }
 }
