@@ -42,8 +42,9 @@ setup_qemu() {
         say "qemu-system-aarch64 $(qemu_major).x present (models imx8mp-evk)"
         return 0
     fi
-    # shellcheck disable=SC1091
-    local codename; codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+    local codename
+    # shellcheck disable=SC1091 # the running system's file, read at run time
+    codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         command -v sudo >/dev/null 2>&1 || die "need root to install QEMU >= 10 (package qemu-system-arm)"
@@ -78,6 +79,12 @@ setup_qemu() {
 }
 
 # --- image ----------------------------------------------------------------
+list_dirs() {
+    local d
+    for d in "$1"/*/; do [ -d "$d" ] && printf '  %s\n' "$(basename "$d")" >&2; done
+    return 0
+}
+
 check_sdk() {
     if [ -z "$SDK" ]; then
         say "make $1 needs MICROKIT_SDK=/path/to/microkit-sdk-2.3.x (an unpacked Microkit SDK;"
@@ -89,12 +96,12 @@ check_sdk() {
     [ -x "$SDK/bin/microkit" ] || die "$SDK/bin/microkit not found or not executable: is $SDK a Microkit SDK?"
     if [ ! -d "$SDK/board/$BOARD" ]; then
         say "board '$BOARD' is not in this SDK; valid MICROKIT_BOARD values:"
-        ls -1 "$SDK/board" | sed 's/^/  /' >&2
+        list_dirs "$SDK/board"
         exit 1
     fi
     if [ ! -d "$SDK/board/$BOARD/$CONFIG" ]; then
         say "config '$CONFIG' is not in this SDK for $BOARD; valid MICROKIT_CONFIG values:"
-        ls -1 "$SDK/board/$BOARD" | sed 's/^/  /' >&2
+        list_dirs "$SDK/board/$BOARD"
         exit 1
     fi
     [ -f "$SYSTEM" ] || die "SYSTEM=$SYSTEM not found"
@@ -114,7 +121,7 @@ image() {
     local rel="$out/target/aarch64-unknown-none/release"
     local elfs=()
     for f in "$rel"/*; do
-        [ -f "$f" ] && [ -x "$f" ] || continue
+        if [ ! -f "$f" ] || [ ! -x "$f" ]; then continue; fi
         [ "$(head -c4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
         cp "$f" "$out/$(basename "$f").elf"
         elfs+=("$out/$(basename "$f").elf")
@@ -135,6 +142,8 @@ image() {
 # --- qemu -----------------------------------------------------------------
 qemu() {
     image
+    local extra=()
+    read -r -a extra <<<"${QEMU_EXTRA_ARGS:-}"
     local img="build/$BOARD/$CONFIG/loader.img"
     qemu_ok "$BOARD" || setup_qemu
     case "$BOARD" in
@@ -143,7 +152,7 @@ qemu() {
             # separate package (ipxe-qemu) that a minimal install lacks.
             exec qemu-system-aarch64 -machine virt,virtualization=on -cpu cortex-a53 \
                 -m size=2G -nographic -serial mon:stdio -nic none \
-                -device "loader,file=$img,addr=0x70000000,cpu-num=0" ${QEMU_EXTRA_ARGS:-}
+                -device "loader,file=$img,addr=0x70000000,cpu-num=0" "${extra[@]}"
             ;;
         imx8mp_evk)
             # No firmware on QEMU's imx8mp-evk: our EL3 shim starts first
@@ -156,7 +165,7 @@ qemu() {
             exec qemu-system-aarch64 -machine imx8mp-evk -m 6G -nographic \
                 -serial null -serial mon:stdio \
                 -device "loader,file=$img,addr=0x41000000" \
-                -device "loader,file=$shim,cpu-num=0" ${QEMU_EXTRA_ARGS:-}
+                -device "loader,file=$shim,cpu-num=0" "${extra[@]}"
             ;;
         *)
             die "no QEMU model for $BOARD: boot build/$BOARD/$CONFIG/loader.img on the board (U-Boot: load it at 0x41000000, go 0x41000000)"
