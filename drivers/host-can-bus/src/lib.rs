@@ -49,6 +49,13 @@
 //!   (bit error after arbitration for the one sending recessive first), a
 //!   node whose transceiver cannot drive the bus ([`NodeFault::TxDead`]),
 //!   stuck-dominant and stuck-recessive bus intervals.
+//!   An id collision is not one-sided: while both nodes are error-active,
+//!   the one that wins the differing bit sees the other's error flag as a bit
+//!   error too, so both gain 8 per attempt; at 128 both are error-passive,
+//!   the loser's flag becomes invisible and only it keeps gaining. Two nodes
+//!   that keep offering the colliding frames therefore put the loser bus-off
+//!   after exactly 32 attempts while the winner peaks at TEC 128
+//!   (error-passive) and then recovers by sending.
 //! - **Scripted nodes** (other ECUs): periodic frames with exact periods, or
 //!   a flood that always keeps a frame pending; everything they receive is
 //!   kept.

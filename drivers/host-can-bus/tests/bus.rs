@@ -625,3 +625,83 @@ fn one_collision_error_frame_matches_the_hand_count() {
     assert_eq!(bus.stats(obs).rx_errors, 1);
     assert_eq!(bus.bus_stats().error_frames, 1);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Random ECUs (colliding ids included), dead transceivers and stuck
+    /// intervals, with a driver that requests recovery after every bus-off:
+    /// the model never panics, listeners agree on one sequence, frames never
+    /// overlap on the wire, and states match the counters.
+    #[test]
+    fn random_traffic_and_faults_keep_the_bus_consistent(
+        traffic in prop::collection::vec((0u16..0x10, 0usize..=8, 200_000u64..3_000_000, any::<bool>()), 1..5),
+        dead in prop::collection::vec(any::<bool>(), 5),
+        stuck in prop::option::of((0u64..8 * MS, 1u64..400_000, any::<bool>())),
+    ) {
+        let bit = 2_000;
+        let mut bus = classic_bus(500_000);
+        let listeners = [bus.attach(NodeConfig::named("l0")), bus.attach(NodeConfig::named("l1"))];
+        let mut ecus = Vec::new();
+        for (k, &(id, len, period, flood)) in traffic.iter().enumerate() {
+            let f = Frame::classic(sid(id), &vec![0x5a; len]).unwrap();
+            let counter = (len > 0).then_some(0);
+            let t = if flood {
+                Traffic::Flood { frame: f, depth: 1, counter_byte: counter }
+            } else {
+                Traffic::Periodic { frame: f, period_ns: period, offset_ns: 0, counter_byte: counter }
+            };
+            let n = bus.attach_scripted(&format!("ecu{k}"), &[t]).unwrap();
+            if dead[k] {
+                bus.set_fault(n, NodeFault::TxDead).unwrap();
+            }
+            ecus.push(n);
+        }
+        if let Some((at, dur, dominant)) = stuck {
+            if dominant { bus.inject_stuck_dominant(at, dur) } else { bus.inject_stuck_recessive(at, dur) }
+        }
+        let mut t = 0;
+        while t < 20 * MS {
+            t += MS;
+            bus.run_until(t);
+            for &n in &ecus {
+                let s = bus.status(n).unwrap();
+                prop_assert_eq!(s.state == ErrorState::BusOff, s.tec > 255);
+                if s.state == ErrorState::BusOff {
+                    bus.request_recovery(n).unwrap();
+                }
+            }
+        }
+        let a = bus.received(listeners[0]);
+        prop_assert_eq!(&a, &bus.received(listeners[1]));
+        for w in a.windows(2) {
+            let min_gap = u64::from(w[1].frame.wire_bits()) * bit;
+            prop_assert!(w[1].timestamp_ns >= w[0].timestamp_ns + min_gap);
+        }
+        let s = bus.bus_stats();
+        prop_assert!(s.busy_ok_ns + s.busy_error_ns <= bus.now());
+        for &l in &listeners {
+            prop_assert_ne!(bus.status(l).unwrap().state, ErrorState::BusOff);
+        }
+    }
+}
+
+#[test]
+fn an_error_passive_fd_transmitter_sends_esi_recessive() {
+    let mut bus = CanBus::new(BusConfig::fd(500_000, 2_000_000).unwrap());
+    let lone = bus.attach(NodeConfig::named("lone"));
+    let f = Frame::fd(sid(0x42), &[7; 16], true).unwrap();
+    bus.submit(lone, f).unwrap();
+    while bus.status(lone).unwrap().state != ErrorState::Passive {
+        bus.step();
+    }
+    let rx = bus.attach(NodeConfig::named("rx"));
+    bus.run_until(bus.now() + MS);
+    let got = bus.received(rx);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].frame.esi());
+    assert_eq!(got[0].frame.data(), f.data());
+    // Error-active again after that success: the next frame has ESI dominant.
+    bus.submit(lone, f).unwrap();
+    bus.run_until(bus.now() + MS);
+    assert!(!bus.received(rx)[1].frame.esi());
+}
