@@ -17,7 +17,11 @@ fn system_63() -> String {
     s.push_str("    <memory_region name=\"shared\" size=\"0x200000\" page_size=\"0x200000\" />\n");
     for i in 0..62 {
         for r in 0..4 {
-            writeln!(s, "    <memory_region name=\"pd{i}_r{r}\" size=\"0x4000\" />").unwrap();
+            writeln!(
+                s,
+                "    <memory_region name=\"pd{i}_r{r}\" size=\"0x4000\" />"
+            )
+            .unwrap();
         }
     }
     s.push_str("    <protection_domain name=\"server\" priority=\"200\" passive=\"true\">\n");
@@ -41,7 +45,12 @@ fn system_63() -> String {
             .unwrap();
         }
         s.push_str("        <map mr=\"shared\" vaddr=\"0x20000000\" perms=\"r\" />\n");
-        writeln!(s, "        <irq irq=\"{}\" id=\"60\" trigger=\"edge\" />", 40 + i).unwrap();
+        writeln!(
+            s,
+            "        <irq irq=\"{}\" id=\"60\" trigger=\"edge\" />",
+            40 + i
+        )
+        .unwrap();
         s.push_str("    </protection_domain>\n");
     }
     for i in 0..62 {
