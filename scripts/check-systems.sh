@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Check every .system file under system/ against its board(s) with the
-# `bulkhead check` command, and that the generated automotive files are
-# up to date.
+# `bulkhead check` command, and that the files `bulkhead compose` generates
+# from system/automotive/automotive.toml are up to date.
 #
 #   scripts/check-systems.sh path/to/bulkhead     (make check-systems)
 #
@@ -76,12 +76,10 @@ if [ "$checked" -eq 0 ]; then
     exit 1
 fi
 
-if command -v python3 >/dev/null 2>&1; then
-    if ! python3 system/automotive/gen.py --check; then
-        failed+=("system/automotive/*.system are stale: run python3 system/automotive/gen.py")
-    fi
-else
-    echo "check-systems: WARNING: python3 not found, NOT checking that system/automotive/*.system match gen.py" >&2
+# The automotive files are generated from their description; a committed
+# file that differs from what compose writes now is stale.
+if ! "$bulkhead" compose system/automotive/automotive.toml -o system/automotive --check; then
+    failed+=("system/automotive/ is stale: run bulkhead compose system/automotive/automotive.toml -o system/automotive")
 fi
 
 if [ ${#failed[@]} -ne 0 ]; then
