@@ -580,6 +580,19 @@ mod tests {
     }
 
     #[test]
+    fn fd_64_byte_bounds_match_the_linux_can_length_table() {
+        // include/linux/can/length.h (2023): CAN-FD SFF/EFF without stuffing
+        // 579/598 bits, with worst-case dynamic stuffing 712/736. Ours give
+        // 735 for EFF: Linux counts ⌊(n−1)/4⌋ dynamic stuff bits, but ISO
+        // 11898-1:2015 §10.5 puts only the fixed stuff bit after the last
+        // data bit, so at most ⌊(n−2)/4⌋ (equal for SFF, one less for EFF).
+        let sff = Shape { extended: false, fd: true, brs: false, len: 64 };
+        let eff = Shape { extended: true, fd: true, brs: false, len: 64 };
+        assert_eq!((sff.min_wire_bits(), sff.max_wire_bits()), (579, 712));
+        assert_eq!((eff.min_wire_bits(), eff.max_wire_bits()), (598, 735));
+    }
+
+    #[test]
     fn all_zero_frame_has_the_hand_counted_stuffing() {
         // id 0, DLC 0: SOF + 11 id + RTR + IDE + r0 + DLC 0000 = 19 dominant
         // bits: a recessive stuff bit after every 5 (the stuff bit starts a
