@@ -1054,9 +1054,8 @@ impl CanBus {
                 self.set_state_log(i, before);
             }
             Effect::RecError(i, by) => {
-                if by > 0 {
-                    self.nodes[i].stats.rx_errors += u64::from(by == 1 || by == 9);
-                }
+                // One detected error (+1, or +9 with rule 2's +8).
+                self.nodes[i].stats.rx_errors += 1;
                 self.bump_rec(i, by);
             }
             Effect::RecSuccess(i) => {
