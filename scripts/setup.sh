@@ -3,6 +3,7 @@
 # only Rust installed. Idempotent: every step checks before it acts, so a
 # second run changes nothing and prints one line per item.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 say() { printf 'setup: %s\n' "$*"; }
 
@@ -43,3 +44,7 @@ if [ "${#need[@]}" -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+
+# QEMU >= 10 (bookworm-backports): runs the bare-metal ABI and EL3-shim
+# tests without an SDK, and boots images with one.
+scripts/sdk.sh setup-qemu
