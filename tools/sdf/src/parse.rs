@@ -329,9 +329,41 @@ impl<'s> Parser<'s> {
         }
     }
 
+    /// Elements that take no children. The Microkit tool ignores anything
+    /// nested in them; a nested element there is a mistake (a `<map>` meant
+    /// for the enclosing PD, say), so it is an error here.
+    fn leaf_children(&mut self, root: Node) {
+        const LEAVES: &[&str] = &[
+            "program_image",
+            "map",
+            "irq",
+            "setvar",
+            "vcpu",
+            "memory_region",
+            "end",
+            "cap_tcb",
+            "cap_sc",
+            "cap_vspace",
+            "domain",
+            "schedule_entry",
+            "schedule_end_marker",
+        ];
+        for n in root.descendants().filter(|n| n.is_element()) {
+            if !LEAVES.contains(&n.tag_name().name()) {
+                continue;
+            }
+            // Only leaves reached through known parents are parsed at all;
+            // report every one anyway: the position is what matters.
+            for c in n.children().filter(|c| c.is_element()) {
+                self.unknown_child(n, c, &[]);
+            }
+        }
+    }
+
     fn system(&mut self, root: Node) -> SystemDescription {
         let mut sys = SystemDescription::default();
         self.stray_text(root);
+        self.leaf_children(root);
         const ALLOWED: &[&str] = &["protection_domain", "memory_region", "channel", "domains"];
         for c in root.children().filter(|c| c.is_element()) {
             match c.tag_name().name() {
@@ -1362,6 +1394,26 @@ mod tests {
         assert!(m.cached);
         assert_eq!(pd.loc.elem, Pos { line: 1, col: 9 });
         assert_eq!(pd.loc.attr("name"), Pos { line: 1, col: 28 });
+    }
+
+    #[test]
+    fn elements_nested_in_leaves_are_errors() {
+        let e = parse(
+            "<system><protection_domain name=\"a\"><program_image path=\"a.elf\"/>\n<irq irq=\"33\" id=\"0\"><map mr=\"m\" vaddr=\"0\"/></irq>\n</protection_domain></system>",
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].code, "E003");
+        assert_eq!(e[0].pos, Pos { line: 2, col: 22 });
+        assert_eq!(e[0].element, "map");
+    }
+
+    #[test]
+    fn text_anywhere_is_an_error() {
+        let e = parse("<system>\n<protection_domain name=\"a\">\n  x<program_image path=\"a.elf\"/></protection_domain></system>")
+            .unwrap_err();
+        assert_eq!(e[0].code, "E005");
+        assert_eq!(e[0].pos, Pos { line: 3, col: 3 });
     }
 
     #[test]
