@@ -175,8 +175,15 @@ fn bench(c: &mut Criterion) {
                     let mut hdr = [0u8; 16];
                     let mut first = true;
                     for d in chain {
-                        let access = if d.is_write_only() { Permissions::Write } else { Permissions::Read };
-                        assert!(gm.check_range(d.addr(), d.len() as usize, access), "buffer in RAM");
+                        let access = if d.is_write_only() {
+                            Permissions::Write
+                        } else {
+                            Permissions::Read
+                        };
+                        assert!(
+                            gm.check_range(d.addr(), d.len() as usize, access),
+                            "buffer in RAM"
+                        );
                         if first {
                             gm.read_slice(&mut hdr, d.addr()).expect("header");
                             first = false;

@@ -256,13 +256,15 @@ impl<D: VirtioDevice> MmioTransport<D> {
         // Completions (including chains rejected with length 0) may need a
         // used-buffer notification even if the model then failed.
         let notify = q.needs_notification(mem);
-        let fatal = match (result, notify) {
-            (Err(e), _) | (_, Err(e)) if e.is_fatal() || q.stopped() => Some(e),
-            _ => None,
-        };
         if let Ok(true) = notify {
             self.interrupt_status |= INT_VRING;
         }
+        // The queue records its own fatal error even if the model swallowed
+        // it; a fatal error the model made up itself counts too.
+        let fatal = q.fatal_error().or(match result {
+            Err(e) if e.is_fatal() => Some(e),
+            _ => None,
+        });
         if let Some(e) = fatal {
             self.stats.last_queue_error = Some(e);
             self.set_needs_reset();

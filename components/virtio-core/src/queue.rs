@@ -85,7 +85,7 @@ pub struct Queue {
     indirect: bool,
     // Runtime state.
     rings_checked: bool,
-    stopped: bool,
+    fatal: Option<QueueError>,
     last_avail: u16,
     avail_shadow: u16,
     next_used: u16,
@@ -110,7 +110,7 @@ impl Queue {
             event_idx: false,
             indirect: false,
             rings_checked: false,
-            stopped: false,
+            fatal: None,
             last_avail: 0,
             avail_shadow: 0,
             next_used: 0,
@@ -138,7 +138,12 @@ impl Queue {
 
     /// Whether a fatal error stopped the queue.
     pub fn stopped(&self) -> bool {
-        self.stopped
+        self.fatal.is_some()
+    }
+
+    /// The fatal error that stopped the queue, if any.
+    pub fn fatal_error(&self) -> Option<QueueError> {
+        self.fatal
     }
 
     /// The reset epoch (see [`DescriptorChain::epoch`]).
@@ -234,7 +239,7 @@ impl Queue {
 
     fn start_fresh(&mut self) {
         self.rings_checked = false;
-        self.stopped = false;
+        self.fatal = None;
         self.last_avail = 0;
         self.avail_shadow = 0;
         self.next_used = 0;
@@ -253,14 +258,14 @@ impl Queue {
     /// Stops the queue on a fatal error.
     fn fail(&mut self, e: QueueError) -> QueueError {
         if e.is_fatal() {
-            self.stopped = true;
+            self.fatal = Some(e);
         }
         e
     }
 
     /// Ready, not stopped, and (once) the rings checked against guest RAM.
     fn usable<M: GuestMemory + ?Sized>(&mut self, mem: &M) -> Result<(), QueueError> {
-        if !self.ready || self.stopped {
+        if !self.ready || self.fatal.is_some() {
             return Err(QueueError::NotReady);
         }
         if !self.rings_checked {

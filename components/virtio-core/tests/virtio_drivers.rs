@@ -4,8 +4,10 @@
 //! access), with its rings and DMA buffers in a test guest RAM that our
 //! device side reaches only through [`GuestMemory`].
 //!
-//! A small console device model (virtio-console, §5.3: rx queue 0, tx
-//! queue 1, config `{cols, rows, max_nr_ports, emerg_wr}`) sits behind it.
+//! Small device models sit behind it: a console (virtio-console, §5.3: rx
+//! queue 0, tx queue 1, config `{cols, rows, max_nr_ports, emerg_wr}`) for
+//! `VirtIOConsole`, and a RAM disk (virtio-blk, §5.2) for `VirtIOBlk`, whose
+//! requests arrive as indirect tables.
 #![allow(clippy::unwrap_used, clippy::panic, unsafe_code)]
 
 use std::cell::RefCell;
@@ -18,8 +20,10 @@ use std::time::Duration;
 
 use bulkhead_virtio::spec::{feature, reg};
 use bulkhead_virtio::{
-    GuestMemory, MemError, MmioTransport, QueueContext, QueueError, VirtioDevice, WriteEffect,
+    DescriptorChain, GuestMemory, MemError, MmioTransport, QueueContext, QueueError, VirtioDevice,
+    WriteEffect,
 };
+use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::device::console::{Size, VirtIOConsole};
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
@@ -234,13 +238,13 @@ impl VirtioDevice for Console {
 
 /// What the VMM would hold: the device's register state machine and the
 /// guest's RAM.
-struct Vmm {
-    dev: MmioTransport<Console>,
+struct Vmm<D> {
+    dev: MmioTransport<D>,
     ram: Ram,
     irqs: u32,
 }
 
-impl Vmm {
+impl<D: VirtioDevice> Vmm<D> {
     fn read(&mut self, off: u64) -> u32 {
         u32::try_from(self.dev.read(off, 4).unwrap()).unwrap()
     }
@@ -261,9 +265,9 @@ impl Vmm {
 
 /// `virtio-drivers`' `Transport`, each call turned into the register
 /// accesses its own `MmioTransport` would make.
-struct Forward(Rc<RefCell<Vmm>>);
+struct Forward<D>(Rc<RefCell<Vmm<D>>>);
 
-impl Forward {
+impl<D: VirtioDevice> Forward<D> {
     fn r(&self, off: u64) -> u32 {
         self.0.borrow_mut().read(off)
     }
@@ -276,7 +280,7 @@ impl Forward {
     }
 }
 
-impl Transport for Forward {
+impl<D: VirtioDevice> Transport for Forward<D> {
     fn device_type(&self) -> DeviceType {
         DeviceType::try_from(self.r(reg::DEVICE_ID)).unwrap()
     }
@@ -391,7 +395,8 @@ fn console_round_trip() {
         ram,
         irqs: 0,
     }));
-    let mut console = VirtIOConsole::<TestHal, Forward>::new(Forward(vmm.clone())).unwrap();
+    let mut console =
+        VirtIOConsole::<TestHal, Forward<Console>>::new(Forward(vmm.clone())).unwrap();
 
     // Negotiation went through our FEATURES_OK checks.
     let negotiated = vmm.borrow().dev.device().features.unwrap();
@@ -454,17 +459,185 @@ fn console_round_trip() {
     );
 }
 
-#[test]
-fn virtio_drivers_console_talks_to_our_device_side() {
-    // The driver busy-waits on the used ring: run it under a watchdog.
+/// Runs `f` in its own thread (fresh guest RAM) under a watchdog: the
+/// driver busy-waits on the used ring, so a device bug would hang it.
+fn with_watchdog(f: fn()) {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(console_round_trip);
+        let r = std::panic::catch_unwind(f);
         let _ = tx.send(r.is_ok());
     });
     match rx.recv_timeout(Duration::from_secs(30)) {
         Ok(true) => {}
-        Ok(false) => panic!("console round trip failed (see the panic above)"),
-        Err(_) => panic!("watchdog: the virtio-drivers console hung waiting for our device"),
+        Ok(false) => panic!("the driver scenario failed (see the panic above)"),
+        Err(_) => panic!("watchdog: the virtio-drivers driver hung waiting for our device"),
     }
+}
+
+#[test]
+fn virtio_drivers_console_talks_to_our_device_side() {
+    with_watchdog(console_round_trip);
+}
+
+#[test]
+fn virtio_drivers_blk_talks_to_our_device_side_through_indirect_tables() {
+    with_watchdog(blk_round_trip);
+}
+
+// -------------------------------------------------------------- blk device
+
+const SECTORS: u64 = 16;
+const BLK_ID: &[u8; 20] = b"bulkhead-ramdisk-001";
+
+/// A RAM disk: IN, OUT, FLUSH and GET_ID; anything else UNSUPP; a sector
+/// range past the end IOERR.
+struct RamDisk {
+    disk: Vec<u8>,
+    features: Option<u64>,
+    requests: u32,
+}
+
+impl RamDisk {
+    fn serve(&mut self, chain: &DescriptorChain<8>, ctx: &mut QueueContext<'_>) -> u32 {
+        let mut r = chain.reader();
+        let mut hdr = [0u8; 16];
+        let mut w = chain.writer();
+        if r.read_exact(ctx.memory(), &mut hdr).is_err() || chain.writable_len() == 0 {
+            return 0;
+        }
+        let kind = u32::from_le_bytes(hdr[..4].try_into().unwrap());
+        let sector = u64::from_le_bytes(hdr[8..].try_into().unwrap());
+        let data_in = usize::try_from(chain.writable_len() - 1).unwrap();
+        let range = |len: usize| {
+            let start = usize::try_from(sector.checked_mul(512)?).ok()?;
+            let end = start.checked_add(len)?;
+            (end <= self.disk.len()).then_some(start..end)
+        };
+        let status = match kind {
+            0 => match range(data_in) {
+                Some(rg) => {
+                    let data = self.disk[rg].to_vec();
+                    w.write_all(ctx.memory_mut(), &data).unwrap();
+                    0
+                }
+                None => 1,
+            },
+            1 => {
+                let len = usize::try_from(r.remaining()).unwrap();
+                match range(len) {
+                    Some(rg) => {
+                        let mut data = vec![0u8; len];
+                        r.read_exact(ctx.memory(), &mut data).unwrap();
+                        self.disk[rg].copy_from_slice(&data);
+                        0
+                    }
+                    None => 1,
+                }
+            }
+            4 => 0,
+            8 => {
+                w.write_all(ctx.memory_mut(), BLK_ID).unwrap();
+                0
+            }
+            _ => 2,
+        };
+        // The status byte is the last writable byte.
+        let skip = usize::try_from(w.remaining() - 1).unwrap();
+        w.write_all(ctx.memory_mut(), &vec![0; skip]).unwrap();
+        w.write_all(ctx.memory_mut(), &[status]).unwrap();
+        w.written()
+    }
+}
+
+impl VirtioDevice for RamDisk {
+    fn device_id(&self) -> u32 {
+        2
+    }
+    fn features(&self) -> u64 {
+        // FLUSH.
+        1 << 9 | feature::INDIRECT_DESC | feature::EVENT_IDX
+    }
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[16]
+    }
+    fn config_len(&self) -> usize {
+        24
+    }
+    fn read_config(&self, offset: usize, data: &mut [u8]) {
+        let mut cfg = [0u8; 24];
+        cfg[..8].copy_from_slice(&SECTORS.to_le_bytes());
+        data.copy_from_slice(&cfg[offset..offset + data.len()]);
+    }
+    fn write_config(&mut self, _offset: usize, _data: &[u8]) {}
+    fn activate(&mut self, features: u64) {
+        self.features = Some(features);
+    }
+    fn reset(&mut self) {
+        self.features = None;
+    }
+    fn queue_notify(&mut self, _queue: u16, ctx: &mut QueueContext<'_>) -> Result<(), QueueError> {
+        while let Some(chain) = ctx.pop::<8>()? {
+            self.requests += 1;
+            let len = self.serve(&chain, ctx);
+            ctx.add_used(&chain, len)?;
+        }
+        Ok(())
+    }
+}
+
+fn blk_round_trip() {
+    let ram = Ram::new();
+    GUEST.with(|g| *g.borrow_mut() = Some((ram, 0)));
+    let disk = RamDisk {
+        disk: vec![0; 512 * 16],
+        features: None,
+        requests: 0,
+    };
+    let vmm = Rc::new(RefCell::new(Vmm {
+        dev: MmioTransport::new(disk).unwrap(),
+        ram,
+        irqs: 0,
+    }));
+    let mut blk = VirtIOBlk::<TestHal, Forward<RamDisk>>::new(Forward(vmm.clone())).unwrap();
+    let negotiated = vmm.borrow().dev.device().features.unwrap();
+    assert_eq!(
+        negotiated,
+        1 << 9 | feature::INDIRECT_DESC | feature::EVENT_IDX | feature::VERSION_1
+    );
+    assert_eq!(blk.capacity(), SECTORS);
+
+    let pattern: Vec<u8> = (0..1024u32)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
+    blk.write_blocks(3, &pattern).unwrap();
+    assert_eq!(
+        &vmm.borrow().dev.device().disk[3 * 512..5 * 512],
+        pattern.as_slice()
+    );
+    let mut back = vec![0u8; 1024];
+    blk.read_blocks(3, &mut back).unwrap();
+    assert_eq!(back, pattern);
+    // Past the end: the device answers IOERR, the driver reports it.
+    assert!(blk
+        .read_blocks(usize::try_from(SECTORS).unwrap(), &mut back[..512])
+        .is_err());
+    blk.flush().unwrap();
+    let mut id = [0u8; 20];
+    assert_eq!(blk.device_id(&mut id).unwrap(), 20);
+    assert_eq!(&id, BLK_ID);
+
+    // The driver used indirect tables (descriptor 0 of the queue names one).
+    let desc = vmm.borrow().dev.queue(0).unwrap().addresses().0;
+    let mut d = [0u8; 16];
+    ram.read(desc, &mut d).unwrap();
+    assert_eq!(u16::from_le_bytes([d[12], d[13]]) & 4, 4, "INDIRECT");
+
+    let v = vmm.borrow();
+    assert_eq!(
+        v.dev.device().requests,
+        5,
+        "write, read, read past the end, flush, get-id"
+    );
+    assert_eq!(v.dev.stats(), &Default::default());
+    assert_eq!(v.dev.queue(0).unwrap().rejected_chains(), 0);
 }
