@@ -586,8 +586,18 @@ mod tests {
         // 735 for EFF: Linux counts ⌊(n−1)/4⌋ dynamic stuff bits, but ISO
         // 11898-1:2015 §10.5 puts only the fixed stuff bit after the last
         // data bit, so at most ⌊(n−2)/4⌋ (equal for SFF, one less for EFF).
-        let sff = Shape { extended: false, fd: true, brs: false, len: 64 };
-        let eff = Shape { extended: true, fd: true, brs: false, len: 64 };
+        let sff = Shape {
+            extended: false,
+            fd: true,
+            brs: false,
+            len: 64,
+        };
+        let eff = Shape {
+            extended: true,
+            fd: true,
+            brs: false,
+            len: 64,
+        };
         assert_eq!((sff.min_wire_bits(), sff.max_wire_bits()), (579, 712));
         assert_eq!((eff.min_wire_bits(), eff.max_wire_bits()), (598, 735));
     }
