@@ -12,8 +12,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::model::*;
 use crate::CheckOptions;
 
-/// Microkit's limit on protection domains (children included).
-pub const MAX_PDS: usize = 63;
+pub use crate::parse::MAX_PDS;
 /// Bytes of a PD's name the runtime sees (`microkit_name`).
 pub const NAME_MAX: usize = 64;
 /// The top of the user address space when no board is given: Microkit's
@@ -1074,7 +1073,7 @@ fn cpu_hint(cores: u32) -> String {
     if cores == 1 {
         "non-smp configs have one core: use cpu=\"0\" (or an smp- config)".into()
     } else {
-        format!("use cpu 0..={}", cores - 1)
+        format!("use cpu 0..={}", cores.saturating_sub(1))
     }
 }
 

@@ -29,6 +29,8 @@ pub const STACK_MIN: u64 = 0x1000;
 pub const STACK_MAX: u64 = 0x100_0000;
 /// Highest PD priority (the monitor runs at 255).
 pub const MAX_PRIORITY: u64 = 254;
+/// Microkit's limit on protection domains (children included).
+pub const MAX_PDS: usize = 63;
 /// Cspace slots are `1..CSPACE_SLOTS`.
 pub const CSPACE_SLOTS: u64 = 128;
 
@@ -368,7 +370,7 @@ impl<'s> Parser<'s> {
         for c in root.children().filter(|c| c.is_element()) {
             match c.tag_name().name() {
                 "protection_domain" => {
-                    let pd = self.pd(c, false);
+                    let pd = self.pd(c, 0);
                     sys.protection_domains.push(pd);
                 }
                 "memory_region" => {
@@ -414,7 +416,9 @@ impl<'s> Parser<'s> {
         sys
     }
 
-    fn pd(&mut self, n: Node, is_child: bool) -> ProtectionDomain {
+    /// A `<protection_domain>` at nesting `depth` (0 = top level).
+    fn pd(&mut self, n: Node, depth: usize) -> ProtectionDomain {
+        let is_child = depth > 0;
         const ATTRS: &[&str] = &[
             "name",
             "priority",
@@ -563,7 +567,20 @@ impl<'s> Parser<'s> {
                     });
                 }
                 "protection_domain" => {
-                    let child = self.pd(c, true);
+                    // A system has at most 63 PDs, so deeper nesting is
+                    // invalid anyway; stopping here also bounds recursion
+                    // on hostile input.
+                    if depth + 1 >= MAX_PDS {
+                        self.error(
+                            "E052",
+                            c,
+                            None,
+                            format!("protection domains nested more than {MAX_PDS} deep"),
+                            format!("a system has at most {MAX_PDS} protection domains; flatten the hierarchy"),
+                        );
+                        continue;
+                    }
+                    let child = self.pd(c, depth + 1);
                     pd.children.push(child);
                 }
                 "virtual_machine" => {
@@ -1414,6 +1431,21 @@ mod tests {
             .unwrap_err();
         assert_eq!(e[0].code, "E005");
         assert_eq!(e[0].pos, Pos { line: 3, col: 3 });
+    }
+
+    #[test]
+    fn deep_nesting_is_bounded() {
+        let depth = 10_000;
+        let mut src = String::from("<system>");
+        for i in 0..depth {
+            src.push_str(&format!("<protection_domain name=\"p{i}\" id=\"0\">"));
+        }
+        for _ in 0..depth {
+            src.push_str("</protection_domain>");
+        }
+        src.push_str("</system>");
+        let e = parse(&src).unwrap_err();
+        assert!(e.iter().any(|d| d.code == "E052"));
     }
 
     #[test]
