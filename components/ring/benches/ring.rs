@@ -75,6 +75,18 @@ fn rtrb_single(iters: u64) -> Duration {
     start.elapsed()
 }
 
+/// Waiting for the other thread, identical for both rings: spin briefly,
+/// then yield, so that an oversubscribed machine (the other thread not
+/// running) does not turn the measurement into a scheduler benchmark.
+fn backoff(spins: &mut u32) {
+    *spins += 1;
+    if *spins % 64 == 0 {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
+}
+
 fn ours_cross(iters: u64) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
@@ -85,20 +97,22 @@ fn ours_cross(iters: u64) -> Duration {
         let start = Instant::now();
         std::thread::scope(|s| {
             s.spawn(move || {
+                let mut spins = 0u32;
                 for i in 0..CROSS_ITEMS {
                     while let Err(RingError::Full) = p.push(&i) {
-                        std::hint::spin_loop();
+                        backoff(&mut spins);
                     }
                 }
             });
             let mut next = 0;
+            let mut spins = 0u32;
             while next < CROSS_ITEMS {
                 match c.pop().unwrap() {
                     Some(v) => {
                         assert_eq!(v, next);
                         next += 1;
                     }
-                    None => std::hint::spin_loop(),
+                    None => backoff(&mut spins),
                 }
             }
         });
@@ -114,20 +128,22 @@ fn rtrb_cross(iters: u64) -> Duration {
         let start = Instant::now();
         std::thread::scope(|s| {
             s.spawn(move || {
+                let mut spins = 0u32;
                 for i in 0..CROSS_ITEMS {
                     while p.push(i).is_err() {
-                        std::hint::spin_loop();
+                        backoff(&mut spins);
                     }
                 }
             });
             let mut next = 0;
+            let mut spins = 0u32;
             while next < CROSS_ITEMS {
                 match c.pop() {
                     Ok(v) => {
                         assert_eq!(v, next);
                         next += 1;
                     }
-                    Err(_) => std::hint::spin_loop(),
+                    Err(_) => backoff(&mut spins),
                 }
             }
         });
