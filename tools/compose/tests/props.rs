@@ -2,7 +2,7 @@
 //! board, into systems that `bulkhead check` accepts, with no two maps of
 //! one PD or VM overlapping, a valid configuration region per PD, and the
 //! same bytes when composed twice.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::panic, clippy::write_with_newline)]
 
 use std::fmt::Write as _;
 use std::path::Path;
