@@ -13,8 +13,9 @@
 //! bus.run_until(1_000_000);
 //! let rx = bus.receive(b).unwrap();
 //! assert_eq!(rx.frame, f);
-//! // Received at the end of EOF: the frame's stuffed bits minus intermission.
-//! assert_eq!(rx.timestamp_ns, u64::from(f.wire_bits() - 3) * 2_000);
+//! // Valid for receivers after the 6th of 7 EOF bits: the frame's stuffed
+//! // bits minus 3 intermission bits minus the last EOF bit.
+//! assert_eq!(rx.timestamp_ns, u64::from(f.wire_bits() - 4) * 2_000);
 //! ```
 //!
 //! # What is modelled
@@ -63,7 +64,8 @@
 //! # Simplifications (each bounded, each stated)
 //!
 //! - Counter changes, deliveries and completions of a transaction are applied
-//!   at its end (after intermission); deliveries carry the end-of-EOF time.
+//!   at its end (after intermission); they carry their exact times (a
+//!   reception: the last-but-one EOF bit; a completion: the end of EOF).
 //! - The FD bit-rate switch happens at bit boundaries rather than at the
 //!   sample points of BRS and the CRC delimiter (< 1 nominal bit per frame).
 //! - A node that joins only after the SOF of another node is a receiver of
@@ -264,7 +266,8 @@ pub enum Traffic {
 pub struct RxFrame {
     /// The frame.
     pub frame: Frame,
-    /// End of its EOF, in simulated ns.
+    /// When it became valid for receivers (end of the last-but-one EOF
+    /// bit, ISO 11898-1 §10.7), in simulated ns.
     pub timestamp_ns: u64,
     /// Who sent it — model metadata for tests; a real controller cannot know.
     pub source: NodeId,

@@ -176,6 +176,9 @@ impl Walk<'_> {
         let bits = &w.bits;
         let t0 = self.t0;
         let eof_end = t0 + bits.time_of_first_ns(usize::from(bits.intermission_start()), self.t);
+        // ISO 11898-1 §10.7: valid for receivers after the last-but-one EOF
+        // bit, for the transmitter after the last one.
+        let rx_valid = eof_end - u64::from(self.t.nominal_ns);
         let end = t0 + bits.duration_ns(self.t);
         let mut effects = Vec::new();
         for &c in winners {
@@ -197,7 +200,7 @@ impl Walk<'_> {
                 to: r.node,
                 from: w.node,
                 frame,
-                at: eof_end,
+                at: rx_valid,
             });
         }
         for &c in &self.lost {
@@ -208,7 +211,7 @@ impl Walk<'_> {
                 to: n,
                 from: w.node,
                 frame,
-                at: eof_end,
+                at: rx_valid,
             });
         }
         self.quiet_effects(&mut effects, false);

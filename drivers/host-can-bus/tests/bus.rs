@@ -40,11 +40,12 @@ fn frame_durations_are_the_exact_stuffed_lengths() {
         bus.run_until(10 * MS);
         let r1 = bus.receive(b).unwrap();
         let r2 = bus.receive(b).unwrap();
-        // RX at the end of EOF; the next frame starts right after intermission.
+        // RX after the last-but-one EOF bit, TX done after the last; the next
+        // frame starts right after intermission.
         let n1 = u64::from(f1.wire_bits());
         let n2 = u64::from(f2.wire_bits());
-        assert_eq!(r1.timestamp_ns, (n1 - 3) * bit);
-        assert_eq!(r2.timestamp_ns, (n1 + n2 - 3) * bit);
+        assert_eq!(r1.timestamp_ns, (n1 - 4) * bit);
+        assert_eq!(r2.timestamp_ns, (n1 + n2 - 4) * bit);
         let c = bus.take_completion(a).unwrap();
         assert_eq!(
             (c.started_ns, c.done_ns, c.attempts),
@@ -70,10 +71,10 @@ fn fd_brs_frames_use_the_data_rate_between_brs_and_crc_delimiter() {
     let rx = bus.receive(b).unwrap();
     let bits = FrameBits::new(&f);
     let (nominal, data) = bits.phase_split();
-    // EOF end = everything but the 3 intermission bits (nominal rate).
+    // RX valid = everything but the 3 intermission bits and the last EOF bit.
     assert_eq!(
         rx.timestamp_ns,
-        u64::from(nominal - 3) * 2_000 + u64::from(data) * 500
+        u64::from(nominal - 4) * 2_000 + u64::from(data) * 500
     );
     // A classic-only bus refuses FD frames.
     let mut classic = classic_bus(500_000);
@@ -142,10 +143,9 @@ proptest! {
 
 /// Runs a periodic high-priority frame against a low-priority flood and
 /// returns (max response of the periodic frame, bus frames ok, bound).
-fn blocking_scenario(bps: u32, fifo_backlog: bool) -> (u64, u64, u64) {
-    let mut bus = classic_bus(bps);
+fn blocking_scenario(cfg: BusConfig, lp: Frame, fifo_backlog: bool) -> (u64, u64, u64) {
+    let mut bus = CanBus::new(cfg);
     let hp = Frame::classic(sid(0x010), &[0x11; 8]).unwrap();
-    let lp = Frame::classic(sid(0x700), &[0x00; 8]).unwrap();
     let obs = bus.attach(NodeConfig::named("observer"));
     let flood = bus
         .attach_scripted(
@@ -206,19 +206,26 @@ fn blocking_scenario(bps: u32, fifo_backlog: bool) -> (u64, u64, u64) {
 
 #[test]
 fn high_priority_frame_under_full_load_meets_the_blocking_bound() {
-    for bps in [500_000u32, 1_000_000] {
-        let (max, frames, bound) = blocking_scenario(bps, false);
-        let bit = 1_000_000_000 / u64::from(bps);
+    let lp_classic = Frame::classic(sid(0x700), &[0x00; 8]).unwrap();
+    let lp_fd = Frame::fd(eid(0x1fff_ffff), &[0x00; 64], true).unwrap();
+    let cases = [
+        (BusConfig::classic(500_000).unwrap(), lp_classic),
+        (BusConfig::classic(1_000_000).unwrap(), lp_classic),
+        (BusConfig::fd(500_000, 2_000_000).unwrap(), lp_fd),
+    ];
+    for (cfg, lp) in cases {
+        let (max, frames, bound) = blocking_scenario(cfg, lp, false);
+        let bit = cfg.bit_ns();
         let own = u64::from(Frame::classic(sid(0x010), &[0x11; 8]).unwrap().wire_bits()) * bit;
-        assert!(max <= bound, "{bps}: {max} > {bound}");
+        assert!(max <= bound, "{cfg:?}: {max} > {bound}");
         // And it really was blocked: the bound is not vacuous.
-        assert!(max > own + 100 * bit, "{bps}: never blocked ({max})");
+        assert!(max > own + 100 * bit, "{cfg:?}: never blocked ({max})");
         // 100 % load: the bus carried a frame back to back all second.
-        let lp_bits = u64::from(Frame::classic(sid(0x700), &[0; 8]).unwrap().wire_bits());
-        assert!(frames * lp_bits * bit >= 990 * MS, "{bps}: {frames} frames");
+        let lp_ns = FrameBits::new(&lp).duration_ns(&cfg.timing);
+        assert!(frames * lp_ns >= 990 * MS, "{cfg:?}: {frames} frames");
     }
     // The same check catches a FIFO controller with a backlog.
-    let (max, _, bound) = blocking_scenario(500_000, true);
+    let (max, _, bound) = blocking_scenario(BusConfig::classic(500_000).unwrap(), lp_classic, true);
     assert!(
         max > bound,
         "FIFO backlog should break the bound: {max} <= {bound}"
