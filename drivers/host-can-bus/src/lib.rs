@@ -48,7 +48,9 @@
 //!   recover and then 128 occurrences of 11 consecutive recessive bits.
 //! - **Error injection**: two nodes with the same id and different data
 //!   (bit error after arbitration for the one sending recessive first), a
-//!   node whose transceiver cannot drive the bus ([`NodeFault::TxDead`]),
+//!   node whose transceiver cannot drive the bus ([`NodeFault::TxDead`]), a
+//!   node whose receive path corrupts every frame ([`NodeFault::RxCorrupt`]:
+//!   CRC error flagged after the ACK delimiter),
 //!   stuck-dominant and stuck-recessive bus intervals.
 //!   An id collision is not one-sided: while both nodes are error-active,
 //!   the one that wins the differing bit sees the other's error flag as a bit
@@ -233,6 +235,10 @@ pub enum NodeFault {
     /// The transceiver cannot drive dominant: this node's frames, error flags
     /// and ACKs never reach the bus (it still receives).
     TxDead,
+    /// The receive path corrupts every frame (local interference): the node
+    /// sees a CRC error, does not acknowledge, and while error-active
+    /// signals it after the ACK delimiter, so the frame is retransmitted.
+    RxCorrupt,
 }
 
 /// Traffic a scripted node (another ECU) generates.
@@ -967,6 +973,7 @@ impl CanBus {
                         frame,
                         bits: FrameBits::new(&frame),
                         visible,
+                        rx_corrupt: n.fault == NodeFault::RxCorrupt,
                     });
                 }
             }
@@ -983,6 +990,7 @@ impl CanBus {
                 node: i,
                 active: n.state() == ErrorState::Active,
                 can_drive: n.fault != NodeFault::TxDead && !self.stuck_recessive_at(t0),
+                rx_corrupt: n.fault == NodeFault::RxCorrupt,
             })
             .collect();
         let states: Vec<ErrorState> = self.nodes.iter().map(Node::state).collect();

@@ -13,6 +13,8 @@ pub(crate) struct Contender {
     pub bits: FrameBits,
     /// Its transceiver can drive dominant bits.
     pub visible: bool,
+    /// Its receive path corrupts frames (CRC error on every reception).
+    pub rx_corrupt: bool,
 }
 
 /// A node that only listens.
@@ -20,6 +22,7 @@ pub(crate) struct Receiver {
     pub node: usize,
     pub active: bool,
     pub can_drive: bool,
+    pub rx_corrupt: bool,
 }
 
 /// What the transaction does, applied at `end`.
@@ -83,7 +86,12 @@ impl Walk<'_> {
 
     /// Whether anyone but the transmitters can drive the ACK slot.
     fn ackers(&self) -> bool {
-        self.rs.iter().any(|r| r.can_drive) || self.lost.iter().any(|&c| self.cs[c].visible)
+        // A node that sees a CRC error does not acknowledge.
+        self.rs.iter().any(|r| r.can_drive && !r.rx_corrupt)
+            || self
+                .lost
+                .iter()
+                .any(|&c| self.cs[c].visible && !self.cs[c].rx_corrupt)
     }
 
     fn run(&mut self) -> Outcome {
@@ -171,7 +179,29 @@ impl Walk<'_> {
         }
     }
 
+    /// Receivers (listeners and arbitration losers) as (node, error-active,
+    /// can drive, sees a CRC error).
+    fn all_receivers(&self) -> Vec<(usize, bool, bool, bool)> {
+        let mut v: Vec<_> = self
+            .rs
+            .iter()
+            .map(|r| (r.node, r.active, r.can_drive, r.rx_corrupt))
+            .collect();
+        v.extend(self.lost.iter().map(|&c| {
+            let x = &self.cs[c];
+            (x.node, self.active(c), x.visible, x.rx_corrupt)
+        }));
+        v
+    }
+
     fn success(&self, winners: &[usize]) -> Outcome {
+        if self
+            .all_receivers()
+            .iter()
+            .any(|&(_, active, drive, corrupt)| corrupt && active && drive)
+        {
+            return self.crc_error_frame(winners);
+        }
         let w = &self.cs[winners[0]];
         let bits = &w.bits;
         let t0 = self.t0;
@@ -194,21 +224,19 @@ impl Walk<'_> {
             effects.push(Effect::Suspend(n));
         }
         let frame = w.frame;
-        for r in self.rs {
-            effects.push(Effect::RecSuccess(r.node));
-            effects.push(Effect::Deliver {
-                to: r.node,
-                from: w.node,
-                frame,
-                at: rx_valid,
-            });
-        }
         for &c in &self.lost {
-            let n = self.cs[c].node;
-            effects.push(Effect::ArbitrationLost(n));
-            effects.push(Effect::RecSuccess(n));
+            effects.push(Effect::ArbitrationLost(self.cs[c].node));
+        }
+        for (node, _, _, corrupt) in self.all_receivers() {
+            if corrupt {
+                // An error-passive node's CRC error flag is recessive: only it
+                // loses the frame.
+                effects.push(Effect::RecError(node, 1));
+                continue;
+            }
+            effects.push(Effect::RecSuccess(node));
             effects.push(Effect::Deliver {
-                to: n,
+                to: node,
                 from: w.node,
                 frame,
                 at: rx_valid,
@@ -223,6 +251,59 @@ impl Walk<'_> {
                 t0 + bits.time_of_first_ns(usize::from(bits.ack_slot()) + 1, self.t),
             ),
             ok: true,
+        }
+    }
+
+    /// An error-active receiver with a CRC error flags from the bit after
+    /// the ACK delimiter (ISO 11898-1 §10.9.3): the transmitters see it as a
+    /// bit error in EOF, the other receivers as a form error, one bit later.
+    fn crc_error_frame(&self, winners: &[usize]) -> Outcome {
+        let bits = &self.cs[winners[0]].bits;
+        let i = usize::from(bits.ack_slot()) + 1;
+        let receivers = self.all_receivers();
+        let mut dom_end = i + FLAG;
+        let others_loud = winners
+            .iter()
+            .any(|&c| self.cs[c].visible && self.active(c))
+            || receivers
+                .iter()
+                .any(|&(_, a, d, corrupt)| a && d && !corrupt);
+        if others_loud {
+            dom_end = i + 1 + FLAG;
+        }
+        let mut effects = Vec::new();
+        for &c in &self.lost {
+            effects.push(Effect::ArbitrationLost(self.cs[c].node));
+        }
+        for &c in winners {
+            let x = &self.cs[c];
+            effects.push(Effect::TecError(x.node));
+            effects.push(Effect::Failed {
+                node: x.node,
+                key: x.key,
+            });
+            effects.push(Effect::Suspend(x.node));
+        }
+        for (node, active, drive, corrupt) in receivers {
+            let d = if corrupt && active && drive { i } else { i + 1 };
+            // Rule 2: dominant right after its own active flag → +8 more.
+            let extra = if active && drive && d + FLAG < dom_end {
+                8
+            } else {
+                0
+            };
+            effects.push(Effect::RecError(node, 1 + extra));
+        }
+        self.quiet_effects(&mut effects, true);
+        let nominal = u64::from(self.t.nominal_ns);
+        let t_err = self.t0 + bits.time_of_first_ns(i + 1, self.t);
+        let last = t_err + u64::try_from(dom_end - i).unwrap_or(u64::MAX) * nominal;
+        Outcome {
+            effects,
+            end: last + DELIM_IFS * nominal,
+            first_dominant: Some(self.t0),
+            last_dominant_end: Some(last),
+            ok: false,
         }
     }
 

@@ -712,3 +712,42 @@ fn an_error_passive_fd_transmitter_sends_esi_recessive() {
     bus.run_until(bus.now() + MS);
     assert!(!bus.received(rx)[1].frame.esi());
 }
+
+#[test]
+fn a_corrupting_receiver_is_confined_to_error_passive() {
+    // Every frame X receives fails its CRC: while error-active, X flags it
+    // after the ACK delimiter (REC +1, +8 for the others' flags right after
+    // its own), the sender retransmits (TEC +8). After 15 such frames X's
+    // REC is 135: error-passive, its flags go quiet, traffic flows again.
+    let mut bus = classic_bus(500_000);
+    let f = Frame::classic(sid(0x321), &[0; 4]).unwrap();
+    let t = bus
+        .attach_scripted(
+            "sender",
+            &[Traffic::Periodic {
+                frame: f,
+                period_ns: MS,
+                offset_ns: 0,
+                counter_byte: Some(0),
+            }],
+        )
+        .unwrap();
+    let x = bus.attach(NodeConfig::named("noisy"));
+    let o = bus.attach(NodeConfig::named("observer"));
+    bus.set_fault(x, NodeFault::RxCorrupt).unwrap();
+    bus.run_until(100 * MS);
+    assert_eq!(bus.bus_stats().error_frames, 15);
+    let xs = bus.status(x).unwrap();
+    assert_eq!(xs.state, ErrorState::Passive);
+    assert!(xs.rec >= 135, "{}", xs.rec);
+    assert!(bus.received(x).is_empty());
+    // The sender peaked at 15 × 8 = 120 (never passive) and came back down.
+    assert_eq!(bus.stats(t).tx_errors, 15);
+    assert!(bus.state_log(t).iter().all(|s| s.1 == ErrorState::Active));
+    assert_eq!(bus.status(t).unwrap().tec, 120 - 100);
+    // The observer got every frame exactly once, in order: no duplicates
+    // from the retransmissions.
+    let seq: Vec<u8> = bus.received(o).iter().map(|r| r.frame.data()[0]).collect();
+    assert_eq!(seq, (0..100u8).collect::<Vec<_>>());
+    assert_eq!(bus.status(o).unwrap().rec, 0);
+}
