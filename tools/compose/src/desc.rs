@@ -318,6 +318,10 @@ pub struct HostResources {
     /// Test-guest program per guest name.
     #[serde(default)]
     pub guest_program: BTreeMap<String, String>,
+    /// Host program per PD name (relative to the `.system` file); PDs not
+    /// listed run the program named after the PD, found on the search path.
+    #[serde(default)]
+    pub programs: BTreeMap<String, String>,
 }
 
 /// A byte count: an integer, or a string with a binary suffix (`"64K"`,

@@ -45,6 +45,12 @@ pub fn binding_file(r: &Resolved, desc_name: &str) -> String {
         let paths: Vec<String> = h.search_path.iter().map(|p| q(p)).collect();
         let _ = writeln!(o, "\nsearch_path = [{}]", paths.join(", "));
     }
+    if !h.programs.is_empty() {
+        let _ = writeln!(o, "\n[programs]");
+        for (pd, prog) in &h.programs {
+            let _ = writeln!(o, "{} = {}", q(&format!("{pd}.elf")), q(prog));
+        }
+    }
     let has = |c: Class| r.classes.contains(&c);
     if let (Some(disk), true) = (&h.disk, has(Class::Blk)) {
         // Read-only only if no guest writes its partition.

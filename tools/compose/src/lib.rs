@@ -190,6 +190,17 @@ pub fn compose(
             ));
         }
     }
+    let pd_names = pd_names(&d);
+    for key in d.host.programs.keys() {
+        if !pd_names.contains(key) {
+            let at = src.find(&format!("{key} =")).unwrap_or(0);
+            diags.push(Diagnostic::new(
+                idx.pos(at),
+                format!("[host.programs]: no PD named `{key}`"),
+                format!("PDs: {}", pd_names.join(", ")),
+            ));
+        }
+    }
     if !diags.is_empty() {
         return Err(diags);
     }
@@ -211,6 +222,20 @@ pub fn compose(
         });
     }
     Ok(out)
+}
+
+/// Every PD name the description can give rise to (on any board).
+fn pd_names(d: &desc::Description) -> Vec<String> {
+    let mut names: Vec<String> = d
+        .guest
+        .iter()
+        .map(|g| format!("{}_vmm", g.name.get_ref()))
+        .collect();
+    for c in Class::ALL {
+        names.push(format!("{}_virt", c.name()));
+        names.push(format!("{}_driver", c.name()));
+    }
+    names
 }
 
 fn internal(msg: String) -> Diagnostic {
