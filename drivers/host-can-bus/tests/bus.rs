@@ -751,3 +751,41 @@ fn a_corrupting_receiver_is_confined_to_error_passive() {
     assert_eq!(seq, (0..100u8).collect::<Vec<_>>());
     assert_eq!(bus.status(o).unwrap().rec, 0);
 }
+
+#[test]
+fn an_error_passive_transmitter_suspends_transmission_for_8_bits() {
+    // A is made error-passive by its receive path (REC ≥ 128) while its
+    // transmitter stays healthy. After each of its own frames it must wait 8
+    // bits past intermission, so B's lower-priority frame gets in between
+    // A's two high-priority frames.
+    let mut bus = classic_bus(500_000);
+    let a = bus.attach(NodeConfig::named("a"));
+    let b = bus.attach(NodeConfig::named("b"));
+    let c = bus.attach(NodeConfig::named("c"));
+    let obs = bus.attach(NodeConfig::named("observer"));
+    bus.set_fault(a, NodeFault::RxCorrupt).unwrap();
+    bus.submit(c, Frame::classic(sid(0x300), &[0]).unwrap())
+        .unwrap();
+    bus.run_until(10 * MS);
+    assert_eq!(bus.status(a).unwrap().state, ErrorState::Passive);
+    let a1 = Frame::classic(sid(0x001), &[1]).unwrap();
+    let a2 = Frame::classic(sid(0x001), &[2]).unwrap();
+    let low = Frame::classic(sid(0x700), &[3]).unwrap();
+    bus.submit(a, a1).unwrap();
+    bus.submit(a, a2).unwrap();
+    bus.submit(b, low).unwrap();
+    bus.run_until(20 * MS);
+    let order: Vec<Frame> = bus.received(obs).iter().skip(1).map(|r| r.frame).collect();
+    assert_eq!(order, vec![a1, low, a2]);
+    // While error-active, the same node would have sent back to back.
+    let mut bus = classic_bus(500_000);
+    let a = bus.attach(NodeConfig::named("a"));
+    let b = bus.attach(NodeConfig::named("b"));
+    let obs = bus.attach(NodeConfig::named("observer"));
+    bus.submit(a, a1).unwrap();
+    bus.submit(a, a2).unwrap();
+    bus.submit(b, low).unwrap();
+    bus.run_until(10 * MS);
+    let order: Vec<Frame> = bus.received(obs).iter().map(|r| r.frame).collect();
+    assert_eq!(order, vec![a1, a2, low]);
+}
