@@ -789,3 +789,20 @@ fn an_error_passive_transmitter_suspends_transmission_for_8_bits() {
     let order: Vec<Frame> = bus.received(obs).iter().map(|r| r.frame).collect();
     assert_eq!(order, vec![a1, a2, low]);
 }
+
+#[test]
+fn identical_frames_from_two_nodes_superpose_without_error() {
+    let mut bus = classic_bus(500_000);
+    let a = bus.attach(NodeConfig::named("a"));
+    let b = bus.attach(NodeConfig::named("b"));
+    let obs = bus.attach(NodeConfig::named("observer"));
+    let f = Frame::classic(sid(0x222), &[1, 2, 3]).unwrap();
+    bus.submit(a, f).unwrap();
+    bus.submit(b, f).unwrap();
+    bus.run_until(MS);
+    // One frame on the wire, both transmitters done, nobody saw an error.
+    assert_eq!(bus.received(obs).len(), 1);
+    assert_eq!(bus.stats(a).tx_ok + bus.stats(b).tx_ok, 2);
+    assert_eq!(bus.bus_stats().error_frames, 0);
+    assert_eq!(bus.bus_stats().frames_ok, 1);
+}
