@@ -78,7 +78,9 @@ impl VirtioDevice for Probe {
         self.notifies += 1;
         // A bounded number of chains per notify, echoing like a real model.
         for _ in 0..32 {
-            let Some(chain) = ctx.pop::<CAP>()? else { break };
+            let Some(chain) = ctx.pop::<CAP>()? else {
+                break;
+            };
             let mut buf = [0u8; 64];
             let n = chain.reader().read(ctx.memory(), &mut buf).unwrap_or(0);
             let mut w = chain.writer();
@@ -100,7 +102,10 @@ pub fn virtio_mmio_regs(data: &[u8]) {
     let n = seed.len().min(RAM_SIZE);
     ram[..n].copy_from_slice(&seed[..n]);
     let mut mem = SliceMemory::new(RAM_BASE, &mut ram);
-    let Ok(mut dev) = MmioTransport::new(Probe { config: *b"0123456789", notifies: 0 }) else {
+    let Ok(mut dev) = MmioTransport::new(Probe {
+        config: *b"0123456789",
+        notifies: 0,
+    }) else {
         return;
     };
     let mut b = Bytes(ops);
@@ -110,7 +115,11 @@ pub fn virtio_mmio_regs(data: &[u8]) {
         }
         let op = b.u8();
         // Mostly the register window, sometimes anywhere.
-        let offset = if op & 0x80 != 0 { b.u64() } else { u64::from(b.u16() & 0x1ff) };
+        let offset = if op & 0x80 != 0 {
+            b.u64()
+        } else {
+            u64::from(b.u16() & 0x1ff)
+        };
         let width = [4u8, 4, 1, 2, 8, 3, 0, 16][usize::from(op >> 4 & 7)];
         match op & 0x0f {
             0..=5 => {
@@ -145,13 +154,24 @@ pub fn virtio_mmio_regs(data: &[u8]) {
             }
         }
         let s = dev.status();
-        assert!(s & status::DRIVER_OK == 0 || s & status::FEATURES_OK != 0, "DRIVER_OK without FEATURES_OK");
+        assert!(
+            s & status::DRIVER_OK == 0 || s & status::FEATURES_OK != 0,
+            "DRIVER_OK without FEATURES_OK"
+        );
         assert_eq!(dev.interrupt_status() & !3, 0);
         if s & status::FEATURES_OK != 0 {
             let f = dev.driver_features();
-            assert_eq!(f & !dev.offered_features(), 0, "accepted an unoffered feature");
+            assert_eq!(
+                f & !dev.offered_features(),
+                0,
+                "accepted an unoffered feature"
+            );
         }
-        assert_eq!(dev.read(reg::QUEUE_NUM_MAX + 0x1000, 4).ok(), Some(0), "config past the end reads 0");
+        assert_eq!(
+            dev.read(reg::QUEUE_NUM_MAX + 0x1000, 4).ok(),
+            Some(0),
+            "config past the end reads 0"
+        );
     }
 }
 
@@ -168,8 +188,15 @@ pub fn virtio_desc_walk(data: &[u8]) {
     ram[..n].copy_from_slice(&b.0[..n]);
     let mut mem = SliceMemory::new(RAM_BASE, &mut ram);
 
-    let negotiated = if features & 1 != 0 { feature::INDIRECT_DESC } else { 0 }
-        | if features & 2 != 0 { feature::EVENT_IDX } else { 0 };
+    let negotiated = if features & 1 != 0 {
+        feature::INDIRECT_DESC
+    } else {
+        0
+    } | if features & 2 != 0 {
+        feature::EVENT_IDX
+    } else {
+        0
+    };
     let mut q = Queue::new(256);
     q.set_size(size);
     q.set_desc_table(RAM_BASE + u64::from(desc));
@@ -207,7 +234,11 @@ pub fn virtio_desc_walk(data: &[u8]) {
                                 assert_eq!(u16::from_le_bytes(idx), q.next_used());
                             }
                         }
-                        Err(e) => assert!(e.is_fatal() || e == QueueError::NotReady || e == QueueError::StaleChain),
+                        Err(e) => assert!(
+                            e.is_fatal()
+                                || e == QueueError::NotReady
+                                || e == QueueError::StaleChain
+                        ),
                     }
                 }
             }
@@ -224,7 +255,8 @@ pub fn virtio_desc_walk(data: &[u8]) {
         // Never lose a buffer: everything taken from the avail ring was
         // either returned (completed or rejected with len 0) or is held.
         if !q.stopped() && q.ready() {
-            let returned = completed.wrapping_add(u16::try_from(q.rejected_chains() & 0xffff).unwrap_or(0));
+            let returned =
+                completed.wrapping_add(u16::try_from(q.rejected_chains() & 0xffff).unwrap_or(0));
             assert_eq!(q.next_used(), returned);
         }
     }
@@ -267,7 +299,9 @@ fn check_chain(chain: &DescriptorChain<CAP>, mem: &mut SliceMemory<'_>) {
         if a != b {
             let gpa = base + i as u64;
             assert!(
-                chain.buffers().any(|(g, l, wr)| wr && gpa >= g && gpa < g + u64::from(l)),
+                chain
+                    .buffers()
+                    .any(|(g, l, wr)| wr && gpa >= g && gpa < g + u64::from(l)),
                 "wrote outside the writable buffers"
             );
         }
