@@ -130,6 +130,8 @@ impl Class {
 pub struct BoardOutput {
     /// The board.
     pub board: &'static str,
+    /// Whether only an SMP kernel config can run it (something is off core 0).
+    pub smp: bool,
     /// The files, the `.system` file first.
     pub files: Vec<OutputFile>,
 }
@@ -215,11 +217,13 @@ pub fn compose(
     for (b, span) in targets {
         let r = resolve::resolve(&d, src, &b, span, base)?;
         let files = generate::generate(&r, desc_name).map_err(|e| vec![internal(e)])?;
-        self_check(&r, &files)?;
-        out.push(BoardOutput {
+        let o = BoardOutput {
             board: r.board.name,
+            smp: needs_smp(&r),
             files,
-        });
+        };
+        self_check(&r, &o)?;
+        out.push(o);
     }
     Ok(out)
 }
@@ -246,28 +250,36 @@ fn internal(msg: String) -> Diagnostic {
     )
 }
 
-/// The kernel config a composed system must hold for: SMP when any PD or
-/// vCPU is off core 0.
-pub fn config_for(files: &[OutputFile]) -> bulkhead_boards::Config {
-    let smp = files
-        .first()
-        .is_some_and(|f| String::from_utf8_lossy(&f.bytes).contains(" cpu=\""));
-    bulkhead_boards::Config {
-        kind: bulkhead_boards::ConfigKind::Debug,
-        smp,
+/// Whether `r` places anything off core 0, so only an SMP kernel config can
+/// run it (a single-core config has one core).
+fn needs_smp(r: &resolve::Resolved) -> bool {
+    r.guests
+        .iter()
+        .any(|g| g.vm.cpu != 0 || g.vcpus > 1 || g.vmm.cpu != 0)
+        || r.services.values().any(|(d, v)| d.cpu != 0 || v.cpu != 0)
+}
+
+impl BoardOutput {
+    /// The kernel config the system is checked against: `smp-debug` when
+    /// anything runs off core 0, else `debug` (which SMP configs also run).
+    pub fn config(&self) -> bulkhead_boards::Config {
+        bulkhead_boards::Config {
+            kind: bulkhead_boards::ConfigKind::Debug,
+            smp: self.smp,
+        }
     }
 }
 
 /// Checks the generated `.system` with `bulkhead check`'s library: a
 /// composed system that fails it is a compose bug, reported as such.
-fn self_check(r: &resolve::Resolved, files: &[OutputFile]) -> Result<(), Vec<Diagnostic>> {
-    let Some(sys) = files.first() else {
+fn self_check(r: &resolve::Resolved, o: &BoardOutput) -> Result<(), Vec<Diagnostic>> {
+    let Some(sys) = o.files.first() else {
         return Err(vec![internal("no .system file".into())]);
     };
     let text = String::from_utf8_lossy(&sys.bytes);
     let opts = bulkhead_sdf::CheckOptions {
         board: Some(r.board),
-        config: config_for(files),
+        config: o.config(),
         ..bulkhead_sdf::CheckOptions::default()
     };
     let report = bulkhead_sdf::check_source(&text, &sys.path, &opts);

@@ -28,6 +28,9 @@ pub const MAX_PDS: usize = 63;
 pub const MAX_RESERVED_PERCENT: u64 = 75;
 /// Guest RAM granularity: Microkit maps guest RAM with 2 MiB pages.
 pub const RAM_ALIGN: u64 = 0x20_0000;
+/// Smallest guest RAM: the kernel slot (RAM + 2 MiB) and the device tree
+/// (last 2 MiB) must not coincide.
+pub const MIN_RAM: u64 = 0x40_0000;
 
 /// Priority, budget and period (µs) and core of a PD or VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -475,6 +478,12 @@ pub fn resolve(
                 format!("guest RAM {ram:#x} is not a non-zero multiple of 2 MiB"),
                 "Microkit maps guest RAM in 2 MiB pages; round it up",
             );
+        } else if ram < MIN_RAM {
+            cx.err(
+                &g.ram.span(),
+                format!("guest RAM {} MiB is too small", ram >> 20),
+                "a guest needs at least 4 MiB: the kernel slot at RAM + 2 MiB and the device tree in the last 2 MiB must not coincide",
+            );
         }
         if !board.ram.is_empty() {
             ram_total = ram_total.saturating_add(ram);
@@ -530,6 +539,14 @@ pub fn resolve(
         let initrd = match &g.initrd {
             None => None,
             Some(p) => match std::fs::metadata(base.join(p.get_ref())) {
+                Ok(m) if m.len() > (ram / 2).saturating_sub(RAM_ALIGN) => {
+                    cx.err(
+                        &p.span(),
+                        format!("initrd `{}` ({} bytes) does not fit between RAM + RAM/2 and the device tree", p.get_ref(), m.len()),
+                        "give the guest more RAM (the initrd may use RAM/2 - 2 MiB)",
+                    );
+                    None
+                }
                 Ok(m) => Some((p.get_ref().clone(), m.len())),
                 Err(e) => {
                     cx.err(&p.span(), format!("cannot read initrd `{}`: {e}", p.get_ref()), "the initrd's size goes into the device tree: give a path relative to the description");

@@ -26,7 +26,7 @@ struct G {
 
 fn guest() -> impl Strategy<Value = G> {
     (
-        (1u64..64, 1u32..=2, 0u32..3, 1u32..99),
+        (2u64..64, 1u32..=2, 0u32..3, 1u32..99),
         (
             any::<bool>(),
             proptest::option::of(any::<bool>()),
@@ -132,7 +132,7 @@ proptest! {
         let text = String::from_utf8(o.files[0].bytes.clone()).unwrap();
         let opts = bulkhead_sdf::CheckOptions {
             board: bulkhead_boards::board(board),
-            config: bulkhead_compose::config_for(&o.files),
+            config: o.config(),
             ..bulkhead_sdf::CheckOptions::default()
         };
         let report = bulkhead_sdf::check_source(&text, "p.system", &opts);
