@@ -26,7 +26,7 @@ mod sys;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use supervise::{run_plan, Line, RunOutcome};
+pub use supervise::{run_plan, Line, RunOutcome, STATUS_TIMEOUT};
 
 /// How to run a system.
 #[derive(Debug, Clone, Default)]
@@ -124,5 +124,5 @@ pub fn run_description(
         Some(r) => Some(regex::Regex::new(r).map_err(|e| HostError::BadRegex(e.to_string()))?),
         None => None,
     };
-    run_plan(&plan, &programs, base, opts, until_line)
+    run_plan(&plan, &programs, base, binds, opts, until_line)
 }

@@ -13,6 +13,7 @@ use bulkhead_runtime::wire::{
 };
 use bulkhead_runtime::FaultKind;
 
+use crate::bindings::Bindings;
 use crate::plan::{ChanObject, Plan};
 use crate::{sys, HostError, RunOptions};
 
@@ -534,10 +535,33 @@ pub fn run_plan(
     plan: &Plan,
     programs: &[PathBuf],
     base: &Path,
+    binds: &Bindings,
     opts: &RunOptions,
     until_line: Option<regex::Regex>,
 ) -> Result<RunOutcome, HostError> {
     let os = |what| move |e| HostError::Os(what, e);
+    // Host resources are opened here, before any PD runs; each PD gets only
+    // its own, as descriptors (it cannot open anything after lockdown).
+    let mut resources: Vec<Vec<(String, OwnedFd)>> = plan.pds.iter().map(|_| Vec::new()).collect();
+    let pd_index = |pd: &str| {
+        plan.pds
+            .iter()
+            .position(|p| p.name == pd)
+            .ok_or_else(|| HostError::Bindings(format!("host binding names unknown PD {pd:?}")))
+    };
+    for d in &binds.disk {
+        let fd = sys::open_disk(&base.join(&d.path), d.read_only)
+            .map_err(os("opening a bound disk image"))?;
+        resources[pd_index(&d.pd)?].push((d.name.clone(), fd));
+    }
+    for t in &binds.tap {
+        let fd = sys::open_tap(&t.interface).map_err(os("attaching a bound TAP interface"))?;
+        resources[pd_index(&t.pd)?].push((t.name.clone(), fd));
+    }
+    for c in &binds.can {
+        let fd = sys::open_can(&c.interface).map_err(os("binding a SocketCAN interface"))?;
+        resources[pd_index(&c.pd)?].push((c.name.clone(), fd));
+    }
     // Kernel objects: one sealed memfd per region (plus its read-only
     // reopen), one eventfd per directed notification, one seqpacket pair per
     // PPC direction.
@@ -588,6 +612,11 @@ pub fn run_plan(
     let mut rt_ok = true;
     if plan.pds.iter().any(|p| p.budget < p.period) {
         sup.board("host board: budgets/periods are NOT enforced (PDs run to completion at their priority)".to_string());
+    }
+    // Regions some PD maps writable: never handed out as immutable bytes.
+    let mut writable = vec![false; plan.regions.len()];
+    for m in plan.pds.iter().flat_map(|p| &p.maps) {
+        writable[m.region] |= m.perms & 2 != 0;
     }
     let my_pid = std::process::id();
     let mut pgid = 0;
@@ -708,7 +737,12 @@ pub fn run_plan(
                     symbol: &m.symbol,
                     vaddr: m.vaddr,
                     size: m.size,
-                    perms: m.perms,
+                    perms: m.perms
+                        | if writable[m.region] {
+                            bulkhead_runtime::Perms::WRITABLE_SOMEWHERE
+                        } else {
+                            0
+                        },
                     fd: u16::try_from(fds.len() - 1).unwrap_or(u16::MAX),
                 })?;
             }
@@ -738,7 +772,11 @@ pub fn run_plan(
             for id in &pd.vcpus {
                 w.id(*id)?;
             }
-            w.section(0)?;
+            w.section(u16::try_from(resources[i].len()).unwrap_or(u16::MAX))?;
+            for (name, fd) in &resources[i] {
+                fds.push(fd.as_raw_fd());
+                w.resource(name, u16::try_from(fds.len() - 1).unwrap_or(u16::MAX))?;
+            }
             Ok::<usize, bulkhead_runtime::wire::WireError>(w.finish())
         })()
         .map_err(|e| HostError::Os("boot message", std::io::Error::other(format!("{e:?}"))))?;
@@ -756,6 +794,7 @@ pub fn run_plan(
     // PD's death is visible to its peers (EOF on PPC sockets).
     drop(regions);
     drop(objects);
+    drop(resources);
 
     let start = Instant::now();
     let mut tokens = Vec::new();

@@ -406,3 +406,66 @@ pub fn set_fifo(pid: libc::pid_t, prio: i32) -> io::Result<()> {
     check(unsafe { libc::sched_setscheduler(pid, libc::SCHED_FIFO, &p) })?;
     Ok(())
 }
+
+/// Opens a disk image for a PD.
+pub fn open_disk(path: &std::path::Path, read_only: bool) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+    let flags = if read_only {
+        libc::O_RDONLY
+    } else {
+        libc::O_RDWR
+    };
+    // SAFETY: c is a valid C string.
+    owned(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) })
+}
+
+/// Attaches to TAP interface `name` (created if absent; needs CAP_NET_ADMIN).
+pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
+    const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::other("interface name must be 1..15 bytes"));
+    }
+    // SAFETY: a valid C string literal.
+    let fd =
+        owned(unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // struct ifreq: 16-byte name, then a short of flags (40 bytes in all).
+    let mut ifr = [0u8; 40];
+    ifr[..name.len()].copy_from_slice(name.as_bytes());
+    let flags = i16::try_from(libc::IFF_TAP | libc::IFF_NO_PI).map_err(io::Error::other)?;
+    ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
+    // SAFETY: TUNSETIFF reads and writes a struct ifreq, which ifr is sized
+    // and laid out as.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, ifr.as_mut_ptr()) })?;
+    Ok(fd)
+}
+
+/// A raw CAN socket bound to SocketCAN interface `name`.
+pub fn open_can(name: &str) -> io::Result<OwnedFd> {
+    let c = CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: c is a valid C string.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: plain syscall.
+    let fd = owned(unsafe {
+        libc::socket(
+            libc::AF_CAN,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::CAN_RAW,
+        )
+    })?;
+    // SAFETY: sockaddr_can is plain data.
+    let mut addr: libc::sockaddr_can = unsafe { std::mem::zeroed() };
+    addr.can_family = libc::sa_family_t::try_from(libc::AF_CAN).map_err(io::Error::other)?;
+    addr.can_ifindex = i32::try_from(index).map_err(io::Error::other)?;
+    // SAFETY: addr is a valid sockaddr_can of the given length.
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            std::ptr::addr_of!(addr).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_can>()).unwrap_or(0),
+        )
+    })?;
+    Ok(fd)
+}

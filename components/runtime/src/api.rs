@@ -5,6 +5,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend;
+use bulkhead_config::{ConfigError, ConfigRegion};
 
 /// Number of message registers a message can carry.
 ///
@@ -60,6 +61,10 @@ pub enum RuntimeError {
     BadMessage,
     /// The PD's configuration region was refused (bulkhead-config error text).
     BadConfig,
+    /// No host resource with this name is bound to this PD.
+    NoSuchResource,
+    /// Some PD maps the region writable, so it cannot be viewed as bytes.
+    NotImmutable,
 }
 
 impl fmt::Display for RuntimeError {
@@ -98,6 +103,11 @@ impl fmt::Display for RuntimeError {
             RuntimeError::PeerGone(id) => write!(f, "channel {id}: the peer is gone"),
             RuntimeError::BadMessage => write!(f, "malformed message"),
             RuntimeError::BadConfig => write!(f, "configuration region refused"),
+            RuntimeError::NoSuchResource => write!(f, "no such host resource is bound to this PD"),
+            RuntimeError::NotImmutable => write!(
+                f,
+                "the region is writable by some PD, so it cannot be viewed as bytes"
+            ),
         }
     }
 }
@@ -281,6 +291,9 @@ impl Perms {
         (self.read as u8) | ((self.write as u8) << 1) | ((self.execute as u8) << 2)
     }
 
+    /// Bit set in a host boot record when some PD maps the region writable.
+    pub const WRITABLE_SOMEWHERE: u8 = 8;
+
     /// Decodes bits r=1, w=2, x=4.
     pub const fn from_bits(b: u8) -> Self {
         Perms {
@@ -302,6 +315,8 @@ pub struct Region {
     vaddr: usize,
     size: usize,
     perms: Perms,
+    /// No PD maps this region writable (so its bytes never change).
+    immutable: bool,
 }
 
 impl Region {
@@ -314,8 +329,18 @@ impl Region {
     /// Builds a region handle. Only backends do this, from the mappings they
     /// made themselves.
     #[cfg_attr(target_os = "none", allow(dead_code))]
-    pub(crate) const fn from_mapping(vaddr: usize, size: usize, perms: Perms) -> Region {
-        Region { vaddr, size, perms }
+    pub(crate) const fn from_mapping(
+        vaddr: usize,
+        size: usize,
+        perms: Perms,
+        immutable: bool,
+    ) -> Region {
+        Region {
+            vaddr,
+            size,
+            perms,
+            immutable,
+        }
     }
 
     /// Virtual address of the first byte.
@@ -415,16 +440,15 @@ impl Region {
     }
 
     /// The whole region as bytes, for parsers that need a slice (the
-    /// configuration region). Only for read-only maps: a writable map could be
-    /// changed underneath a Rust reference by a neighbour.
+    /// configuration region). Only for regions no PD maps writable: bytes a
+    /// neighbour could change must not sit behind a Rust reference.
     pub fn as_read_only_bytes(&self) -> Result<&'static [u8], RuntimeError> {
-        if self.perms.write {
-            return Err(RuntimeError::ReadOnlyRegion);
+        if !self.immutable || self.perms.write || !self.perms.read {
+            return Err(RuntimeError::NotImmutable);
         }
-        // SAFETY: the region is mapped readable for the PD's life, this PD
-        // cannot write it (read-only map of a read-only descriptor), and a
-        // read-only map is only given for data nobody changes after boot
-        // (prefilled configuration).
+        // SAFETY: the region is mapped readable for the PD's life, and the
+        // description gives no PD (this one included) a writable map of it,
+        // so its bytes cannot change while the reference lives.
         Ok(unsafe { core::slice::from_raw_parts(self.vaddr as *const u8, self.size) })
     }
 }
@@ -444,6 +468,65 @@ pub fn pd_name() -> &'static str {
 /// supervisor reports it); on seL4 the PD stops taking events.
 pub fn halt(status: u8) -> ! {
     backend::halt(status)
+}
+
+/// `setvar_vaddr` symbol that marks a PD's configuration region (the
+/// memory region named `<pd>_config` is found too).
+pub const CONFIG_SYMBOL: &str = "bulkhead_config";
+
+/// Why the configuration region could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConfigLoadError {
+    /// The region is mapped writable, or the backend cannot look it up.
+    Runtime(RuntimeError),
+    /// The bytes were refused by the configuration-region reader.
+    Format(ConfigError),
+}
+
+/// Finds, checks and parses the configuration region (see [`config`]).
+pub(crate) fn load_config() -> Result<Option<ConfigRegion<'static>>, ConfigLoadError> {
+    let region = match Region::get(CONFIG_SYMBOL) {
+        Ok(r) => r,
+        Err(RuntimeError::NoSuchRegion) => {
+            let name = pd_name();
+            let mut buf = [0u8; 64 + 7];
+            let n = name.len().min(64);
+            buf[..n].copy_from_slice(&name.as_bytes()[..n]);
+            buf[n..n + 7].copy_from_slice(b"_config");
+            let mr = core::str::from_utf8(&buf[..n + 7])
+                .map_err(|_| ConfigLoadError::Runtime(RuntimeError::NoSuchRegion))?;
+            match Region::get(mr) {
+                Ok(r) => r,
+                Err(RuntimeError::NoSuchRegion) => return Ok(None),
+                Err(e) => return Err(ConfigLoadError::Runtime(e)),
+            }
+        }
+        Err(e) => return Err(ConfigLoadError::Runtime(e)),
+    };
+    let bytes = region
+        .as_read_only_bytes()
+        .map_err(ConfigLoadError::Runtime)?;
+    // A zeroed region is "no configuration yet" (system/README.md: the
+    // regions are mapped before their generator exists).
+    if bytes.iter().all(|b| *b == 0) {
+        return Ok(None);
+    }
+    ConfigRegion::parse(bytes, pd_name())
+        .map(Some)
+        .map_err(ConfigLoadError::Format)
+}
+
+/// This PD's configuration region, parsed: the read-only region whose
+/// `setvar_vaddr` is [`CONFIG_SYMBOL`] or whose memory region is named
+/// `<pd>_config`. `Ok(None)` when there is none or it is all zeros. On the
+/// host board a PD whose region does not parse never starts (the runtime
+/// refuses at boot and prints why), so after boot this only fails with
+/// [`RuntimeError::BadConfig`] if the region is writable.
+pub fn config() -> Result<Option<ConfigRegion<'static>>, RuntimeError> {
+    load_config().map_err(|e| match e {
+        ConfigLoadError::Runtime(r) => r,
+        ConfigLoadError::Format(_) => RuntimeError::BadConfig,
+    })
 }
 
 /// A child PD of this PD, by its `id` in the description.
@@ -633,8 +716,14 @@ mod tests {
                 write: false,
                 execute: false,
             },
+            false,
         );
         assert_eq!(ro.write_u64(0, 1), Err(RuntimeError::ReadOnlyRegion));
+        assert_eq!(
+            ro.as_read_only_bytes(),
+            Err(RuntimeError::NotImmutable),
+            "writable elsewhere"
+        );
         assert!(ro.read_u64(24).is_ok());
         assert_eq!(
             ro.read_u64(32),
@@ -656,6 +745,12 @@ mod tests {
                 write: true,
                 execute: false,
             },
+            true,
+        );
+        assert_eq!(
+            rw.as_read_only_bytes(),
+            Err(RuntimeError::NotImmutable),
+            "own map is writable"
         );
         rw.write_u64(8, 7).unwrap();
         assert_eq!(rw.read_u64(8).unwrap(), 7);

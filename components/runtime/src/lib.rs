@@ -46,6 +46,8 @@ pub mod wire;
 pub mod host;
 #[cfg(target_os = "linux")]
 use host as backend;
+#[cfg(target_os = "linux")]
+pub use host::host_resource;
 
 #[cfg(target_os = "none")]
 #[doc(hidden)]
@@ -54,6 +56,7 @@ pub mod sel4;
 use sel4 as backend;
 
 pub use api::*;
+pub use bulkhead_config;
 
 /// Declares the PD's [`Handler`] type and provides the process entry point
 /// (and, on seL4, the panic handler) for the current backend.

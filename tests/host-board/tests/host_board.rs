@@ -341,3 +341,201 @@ fn siblings_lose_nothing_while_a_child_is_restarted_repeatedly() {
     );
     assert_eq!(o.status, 0, "{out}");
 }
+
+/// Writes a one-PD system mapping `configured_config` (prefilled with
+/// `prefill`, or zeroed) read-only into PD `configured`; returns its path.
+fn config_system(tag: &str, prefill: Option<&[u8]>) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("bulkhead-host-config-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let prefill_attr = match prefill {
+        Some(bytes) => {
+            std::fs::write(dir.join("configured_config.bin"), bytes).expect("prefill");
+            r#"prefill_path="configured_config.bin""#
+        }
+        None => "",
+    };
+    let sys = format!(
+        r#"<system>
+    <memory_region name="configured_config" size="0x1000" {prefill_attr} />
+    <protection_domain name="configured" priority="1">
+        <program_image path="configured.elf" />
+        <map mr="configured_config" vaddr="0x1000_0000" perms="r" />
+    </protection_domain>
+</system>"#
+    );
+    let path = dir.join("configured.system");
+    std::fs::write(&path, sys).expect("system file");
+    path
+}
+
+#[test]
+fn configuration_region_is_parsed_at_boot() {
+    let good = bulkhead_config::ConfigBuilder::new("configured")
+        .section(7, 1, &[1, 2, 3])
+        .build()
+        .expect("config");
+    let Some(o) = run(&config_system("good", Some(&good)), RunOptions::default()) else {
+        return;
+    };
+    assert_eq!(
+        o.transcript("configured"),
+        ["configured: config for configured with 1 sections"],
+        "{}",
+        all_output(&o)
+    );
+    assert_eq!(o.status, 0);
+    let Some(o) = run(&config_system("zero", None), RunOptions::default()) else {
+        return;
+    };
+    assert_eq!(
+        o.transcript("configured"),
+        ["configured: no configuration"],
+        "{}",
+        all_output(&o)
+    );
+}
+
+#[test]
+fn a_pd_with_a_bad_configuration_refuses_to_start() {
+    // Built for another PD: the name check must refuse it.
+    let other = bulkhead_config::ConfigBuilder::new("someone_else")
+        .build()
+        .expect("config");
+    let Some(o) = run(&config_system("bad", Some(&other)), RunOptions::default()) else {
+        return;
+    };
+    let t = o.transcript("configured");
+    assert!(
+        t[0].starts_with("refusing to start: configuration region: "),
+        "{t:#?}"
+    );
+    assert!(
+        t.contains(&"MONITOR: PD configured exited with status 78".to_string()),
+        "{t:#?}"
+    );
+    assert!(
+        !t.iter().any(|l| l.starts_with("configured:")),
+        "init must not run: {t:#?}"
+    );
+    assert_eq!(o.status, 1);
+}
+
+#[test]
+fn bound_disk_image_reaches_only_its_pd() {
+    let dir = std::env::temp_dir().join(format!("bulkhead-host-disk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("disk.img"), "hello from the disk image\n").expect("image");
+    std::fs::write(
+        dir.join("disk.system"),
+        r#"<system>
+    <protection_domain name="diskreader" priority="2"><program_image path="diskreader.elf" /></protection_domain>
+    <protection_domain name="opener" priority="1"><program_image path="opener.elf" /></protection_domain>
+</system>"#,
+    )
+    .expect("system");
+    std::fs::write(
+        dir.join("disk.host.toml"),
+        "[[disk]]\nname = \"disk\"\npd = \"diskreader\"\npath = \"disk.img\"\nread_only = true\n",
+    )
+    .expect("bindings");
+    assert!(bulkhead_host::bindings::check_file(&dir.join("disk.system")).is_empty());
+    let Some(o) = run(&dir.join("disk.system"), RunOptions::default()) else {
+        return;
+    };
+    assert_eq!(
+        o.transcript("diskreader"),
+        [
+            "diskreader: hello from the disk image",
+            "diskreader: tap: no such host resource is bound to this PD"
+        ],
+        "{}",
+        all_output(&o)
+    );
+    // The other PD still cannot open anything itself.
+    assert!(o
+        .transcript("opener")
+        .contains(&"MONITOR: PD opener stopped: forbidden syscall 257 (openat)".to_string()));
+}
+
+#[test]
+fn until_line_and_timeout_end_a_run() {
+    let opts = RunOptions {
+        until_line: Some("ping: round 500".into()),
+        ..Default::default()
+    };
+    let Some(o) = run(&example("pingpong"), opts) else {
+        return;
+    };
+    assert_eq!(o.status, 0);
+    assert!(all_output(&o).contains("[ping] ping: round 500"));
+    let opts = RunOptions {
+        timeout: Some(Duration::from_millis(800)),
+        ..Default::default()
+    };
+    let start = std::time::Instant::now();
+    let Some(o) = run(&adversary("idle"), opts) else {
+        return;
+    };
+    assert_eq!(
+        o.status,
+        bulkhead_host::STATUS_TIMEOUT,
+        "{}",
+        all_output(&o)
+    );
+    assert!(start.elapsed() < Duration::from_secs(20));
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|w| w.parse::<u32>().ok()),
+        );
+    }
+    out
+}
+
+#[test]
+fn sigterm_stops_every_pd_with_no_orphans() {
+    use std::io::{BufRead, BufReader};
+    if let Some(why) = unsupported() {
+        eprintln!("SKIPPED: sigterm: {why}");
+        return;
+    }
+    build_once();
+    let mut child = Command::new(bin_dir().join("bulkhead"))
+        .current_dir(repo())
+        .args([
+            "run",
+            "tests/host-board/systems/idle.system",
+            "--timeout",
+            "60",
+            "--search-path",
+        ])
+        .arg(bin_dir())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run bulkhead");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    assert_eq!(first, "[pong] pong: ready");
+    let pds = children_of(child.id());
+    assert_eq!(pds.len(), 1, "one PD process: {pds:?}");
+    // SAFETY: signals our own child process.
+    unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    for pid in pds {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "PD process {pid} outlived the supervisor"
+        );
+    }
+}

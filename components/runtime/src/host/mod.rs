@@ -83,7 +83,11 @@ struct State {
     chans: [Chan; MAX_CHANNELS as usize],
     children: u64,
     vcpus: u64,
+    resources: [i32; MAX_RESOURCES],
 }
+
+/// Most host resources one PD may be bound.
+const MAX_RESOURCES: usize = 16;
 
 /// A value written once during single-threaded start-up and only read after.
 struct Global<T> {
@@ -296,6 +300,9 @@ fn set_up(st: &mut State, fds: &[i32]) -> Result<(), &'static str> {
             st.vcpus |= 1 << v;
         }
     }
+    for (k, (_, idx)) in boot.resources().enumerate() {
+        *st.resources.get_mut(k).ok_or("too many host resources")? = fd_at(fds, idx)?;
+    }
     epoll_add(st.epfd, CONTROL_FD, TOK_CONTROL << 8)?;
     Ok(())
 }
@@ -333,6 +340,7 @@ pub(crate) fn start<H: Handler>() -> i32 {
             chans: [Chan::NONE; MAX_CHANNELS as usize],
             children: 0,
             vcpus: 0,
+            resources: [-1; MAX_RESOURCES],
         })
     };
     let mut fds = [-1i32; MAX_BOOT_FDS];
@@ -367,12 +375,29 @@ pub(crate) fn start<H: Handler>() -> i32 {
     run::<H>()
 }
 
-/// The configuration region, if the description maps one: a region whose
-/// `setvar_vaddr` symbol is `bulkhead_config` (or whose memory region is
-/// named `<pd>_config`). It must parse for this PD, or the PD refuses to
-/// start.
-fn check_config() -> Result<(), &'static str> {
-    Ok(())
+/// Refuses to start unless the configuration region (if any) parses for
+/// this PD; see [`crate::config`].
+fn check_config() -> Result<(), ConfigRefusal> {
+    match crate::api::load_config() {
+        Ok(_) => Ok(()),
+        Err(crate::api::ConfigLoadError::Runtime(e)) => Err(ConfigRefusal::Runtime(e)),
+        Err(crate::api::ConfigLoadError::Format(e)) => Err(ConfigRefusal::Format(e)),
+    }
+}
+
+/// Why the configuration region was refused, printable.
+enum ConfigRefusal {
+    Runtime(RuntimeError),
+    Format(bulkhead_config::ConfigError),
+}
+
+impl core::fmt::Display for ConfigRefusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigRefusal::Runtime(e) => write!(f, "{e}"),
+            ConfigRefusal::Format(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 fn run<H: Handler>() -> ! {
@@ -588,7 +613,12 @@ pub(crate) fn region(name: &str) -> Result<Region, RuntimeError> {
         .ok_or(RuntimeError::NoSuchRegion)?;
     let vaddr = usize::try_from(r.vaddr).map_err(|_| RuntimeError::NoSuchRegion)?;
     let size = usize::try_from(r.size).map_err(|_| RuntimeError::NoSuchRegion)?;
-    Ok(Region::from_mapping(vaddr, size, Perms::from_bits(r.perms)))
+    Ok(Region::from_mapping(
+        vaddr,
+        size,
+        Perms::from_bits(r.perms),
+        r.perms & Perms::WRITABLE_SOMEWHERE == 0,
+    ))
 }
 
 pub(crate) fn setvar(name: &str) -> Result<u64, RuntimeError> {
@@ -647,4 +677,17 @@ pub(crate) fn vcpu_stop(id: u8) -> Result<(), RuntimeError> {
 
 pub(crate) fn vcpu_inject_irq(id: u8, _irq: u16) -> Result<(), RuntimeError> {
     check_vcpu(id)
+}
+
+/// The descriptor of host resource `name` (a disk image, TAP or SocketCAN
+/// socket bound to this PD in the host-binding file). Host-board drivers
+/// only; the seL4 backend has no equivalent.
+pub fn host_resource(name: &str) -> Result<i32, RuntimeError> {
+    let st = state().ok_or(RuntimeError::NoSuchResource)?;
+    let boot = boot_info().ok_or(RuntimeError::NoSuchResource)?;
+    boot.resources()
+        .position(|(n, _)| n == name)
+        .and_then(|k| st.resources.get(k).copied())
+        .filter(|fd| *fd >= 0)
+        .ok_or(RuntimeError::NoSuchResource)
 }
