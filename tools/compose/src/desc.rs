@@ -140,6 +140,10 @@ pub struct Guest {
     /// description) to fill in the device tree's `/chosen`.
     #[serde(default)]
     pub initrd: Option<Spanned<String>>,
+    /// A device tree blob to give the guest instead of the generated one
+    /// (relative to the description; copied byte for byte).
+    #[serde(default)]
+    pub device_tree: Option<Spanned<String>>,
     /// Kernel command line (`/chosen/bootargs`).
     #[serde(default)]
     pub bootargs: Option<String>,

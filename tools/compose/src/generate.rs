@@ -353,7 +353,7 @@ pub fn generate(r: &Resolved, desc_name: &str) -> Result<Vec<OutputFile>, String
     let mut files = Vec::new();
     let mut dtbs: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
     for g in &r.guests {
-        let dtb = dt::guest_dtb(r, g);
+        let dtb = g.device_tree.clone().unwrap_or_else(|| dt::guest_dtb(r, g));
         files.push(OutputFile {
             path: format!("{bname}/{}.dtb", g.name),
             bytes: dtb.clone(),

@@ -149,6 +149,8 @@ pub struct GuestR {
     pub kernel: Option<String>,
     /// Initrd path and size.
     pub initrd: Option<(String, u64)>,
+    /// A given device tree blob (instead of the generated one).
+    pub device_tree: Option<Vec<u8>>,
     /// Kernel command line.
     pub bootargs: String,
     /// The VM's scheduling (cpu = first core).
@@ -555,6 +557,27 @@ pub fn resolve(
             },
         };
 
+        let device_tree = match &g.device_tree {
+            None => None,
+            Some(p) => match std::fs::read(base.join(p.get_ref())) {
+                Ok(b) => match check_dtb(&b) {
+                    Ok(()) => Some(b),
+                    Err(why) => {
+                        cx.err(&p.span(), format!("`{}` is not a device tree blob: {why}", p.get_ref()), "give a .dtb (dtc -I dts -O dtb), or drop device_tree to have one generated");
+                        None
+                    }
+                },
+                Err(e) => {
+                    cx.err(
+                        &p.span(),
+                        format!("cannot read device tree `{}`: {e}", p.get_ref()),
+                        "give a path relative to the description",
+                    );
+                    None
+                }
+            },
+        };
+
         let mut gr = GuestR {
             name: name.clone(),
             index,
@@ -562,6 +585,7 @@ pub fn resolve(
             vcpus,
             kernel: g.kernel.as_ref().map(|k| k.get_ref().clone()),
             initrd,
+            device_tree,
             bootargs: g.bootargs.clone().unwrap_or_default(),
             vm: vm_sched,
             vmm,
@@ -1041,4 +1065,44 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
         *o = u8::from_str_radix(p, 16).ok()?;
     }
     parts.next().is_none().then_some(out)
+}
+
+/// The header checks a VMM would make before handing a blob to a guest:
+/// magic, total size equal to the file, a version guests understand, and
+/// blocks inside the blob.
+pub fn check_dtb(b: &[u8]) -> Result<(), String> {
+    let be = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    let (
+        Some(magic),
+        Some(total),
+        Some(off_struct),
+        Some(off_strings),
+        Some(version),
+        Some(size_strings),
+        Some(size_struct),
+    ) = (be(0), be(4), be(8), be(12), be(20), be(32), be(36))
+    else {
+        return Err("shorter than a header".into());
+    };
+    if magic != crate::fdt::MAGIC {
+        return Err(format!("magic {magic:#x}, not 0xd00dfeed"));
+    }
+    if u64::from(total) != b.len() as u64 {
+        return Err(format!(
+            "header says {total} bytes, the file has {}",
+            b.len()
+        ));
+    }
+    if version < 16 {
+        return Err(format!(
+            "format version {version} (guests need 16 or later)"
+        ));
+    }
+    let inside = |off: u32, len: u32| u64::from(off) + u64::from(len) <= u64::from(total);
+    if !inside(off_struct, size_struct) || !inside(off_strings, size_strings) {
+        return Err("a block lies outside the blob".into());
+    }
+    Ok(())
 }

@@ -166,3 +166,37 @@ fn dtc_decompiles_the_blob() {
     assert_eq!(String::from_utf8_lossy(&round.stdout), dts);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_given_device_tree_is_used_byte_for_byte() {
+    let dir = std::env::temp_dir().join(format!("bh-compose-dtb-{}-given", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut root = bulkhead_compose::fdt::Node::new("");
+    root.prop_str("model", "hand-made");
+    let given = root.to_dtb(&[], 0);
+    std::fs::write(dir.join("mine.dtb"), &given).unwrap();
+    let src = "boards = [\"imx8mp_evk\"]\n[[guest]]\nname = \"g\"\nram = \"64M\"\ndevice_tree = \"mine.dtb\"\n";
+    let out = bulkhead_compose::compose(src, "d.toml", &dir, None).unwrap();
+    let dtb = &out[0]
+        .files
+        .iter()
+        .find(|f| f.path == "imx8mp_evk/g.dtb")
+        .unwrap()
+        .bytes;
+    assert_eq!(dtb, &given);
+    let cfg = &out[0]
+        .files
+        .iter()
+        .find(|f| f.path == "imx8mp_evk/g_vmm_config.bin")
+        .unwrap()
+        .bytes;
+    let region = bulkhead_config::ConfigRegion::parse(cfg, "g_vmm").unwrap();
+    assert_eq!(
+        region
+            .section(bulkhead_compose::sections::VMM_DTB)
+            .unwrap()
+            .payload(),
+        &given[..]
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
