@@ -655,3 +655,13 @@ fn spec_4_2_2_2_read_only_registers_ignore_writes() {
         a.assert_healthy(false);
     });
 }
+
+#[test]
+fn fatal_error_sets_needs_reset_even_if_the_model_swallows_it() {
+    with_victim(BASE, |a| {
+        a.dev.device_mut().swallow_errors = true;
+        a.publish(QS + 7);
+        a.notify(0);
+        assert_needs_reset(a, QueueError::HeadOutOfRange);
+    });
+}

@@ -39,6 +39,8 @@ pub struct Echo {
     /// A chain from before a reset, completed at the next notify.
     pub late: Option<DescriptorChain<CAP>>,
     pub late_result: Option<Result<(), QueueError>>,
+    /// A careless model: ignore queue errors instead of returning them.
+    pub swallow_errors: bool,
 }
 
 impl Echo {
@@ -82,7 +84,13 @@ impl VirtioDevice for Echo {
         if let Some(c) = self.late.take() {
             self.late_result = Some(ctx.add_used(&c, 4));
         }
-        while let Some(chain) = ctx.pop::<CAP>()? {
+        loop {
+            let chain = match ctx.pop::<CAP>() {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(_) if self.swallow_errors => return Ok(()),
+                Err(e) => return Err(e),
+            };
             if self.hold {
                 self.held.push(chain);
                 continue;
