@@ -11,7 +11,8 @@
 //! What a run does: parse the description ([`bulkhead_sdf::parse`]), read the
 //! host-binding file beside it ([`bindings`]), compute a [`plan::Plan`],
 //! create one sealed memfd per memory region, one eventfd per directed
-//! notification and one seqpacket pair per PPC direction, start each PD's
+//! notification and per PPC direction a call/reply eventfd pair with a
+//! one-page message buffer, start each PD's
 //! program (see [`programs`]) under `PTRACE_SEIZE`, hand it exactly its own
 //! descriptors, and then supervise: PD output becomes `[pd] line`, faults
 //! learned by ptrace become fault messages to the parent PD or a `MONITOR:`

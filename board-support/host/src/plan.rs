@@ -38,7 +38,7 @@ pub struct RegionPlan {
 pub enum ChanObject {
     /// An eventfd: one directed notification.
     Event,
-    /// A seqpacket pair: one directed PPC path.
+    /// Call and reply eventfds plus a message buffer: one directed PPC path.
     Ppc,
 }
 

@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use bulkhead_runtime::wire::{
-    BootChannel, BootRegion, BootWriter, ChanKind, Control, CONTROL_LEN, MAX_BOOT_FDS, MAX_BOOT_LEN,
+    BootChannel, BootRegion, BootWriter, Control, CONTROL_LEN, MAX_BOOT_FDS, MAX_BOOT_LEN,
+    PPC_BUF_SIZE,
 };
 use bulkhead_runtime::FaultKind;
 
@@ -563,8 +564,7 @@ pub fn run_plan(
         resources[pd_index(&c.pd)?].push((c.name.clone(), fd));
     }
     // Kernel objects: one sealed memfd per region (plus its read-only
-    // reopen), one eventfd per directed notification, one seqpacket pair per
-    // PPC direction.
+    // reopen); channel objects below.
     let mut regions = Vec::new();
     for r in &plan.regions {
         let prefill = match &r.prefill {
@@ -581,14 +581,18 @@ pub fn run_plan(
         let ro = sys::reopen_read_only(&rw).map_err(os("read-only reopen"))?;
         regions.push((rw, ro));
     }
-    let mut objects: Vec<(OwnedFd, Option<OwnedFd>)> = Vec::new();
+    // An eventfd per notification direction; per PPC direction a call
+    // eventfd, a (blocking) reply eventfd and a one-page message buffer that
+    // only its two ends map.
+    let mut objects: Vec<Vec<OwnedFd>> = Vec::new();
     for o in &plan.objects {
         objects.push(match o {
-            ChanObject::Event => (sys::eventfd().map_err(os("eventfd"))?, None),
-            ChanObject::Ppc => {
-                let (a, b) = sys::seqpacket_pair().map_err(os("socketpair"))?;
-                (a, Some(b))
-            }
+            ChanObject::Event => vec![sys::eventfd(false).map_err(os("eventfd"))?],
+            ChanObject::Ppc => vec![
+                sys::eventfd(false).map_err(os("eventfd"))?,
+                sys::eventfd(true).map_err(os("eventfd"))?,
+                sys::memfd("ppc", PPC_BUF_SIZE as u64, &[]).map_err(os("memfd"))?,
+            ],
         });
     }
     let signal_fd =
@@ -748,16 +752,12 @@ pub fn run_plan(
             }
             w.section(u16::try_from(pd.handles.len()).unwrap_or(u16::MAX))?;
             for h in &pd.handles {
-                let (a, b) = &objects[h.object];
-                let fd = match (h.kind, b) {
-                    (ChanKind::PpcCallee, Some(b)) => b.as_raw_fd(),
-                    _ => a.as_raw_fd(),
-                };
-                fds.push(fd);
+                let first = fds.len();
+                fds.extend(objects[h.object].iter().map(AsRawFd::as_raw_fd));
                 w.channel(&BootChannel {
                     id: h.id,
                     kind: h.kind,
-                    fd: u16::try_from(fds.len() - 1).unwrap_or(u16::MAX),
+                    fd: u16::try_from(first).unwrap_or(u16::MAX),
                 })?;
             }
             w.section(u16::try_from(pd.setvars.len()).unwrap_or(u16::MAX))?;

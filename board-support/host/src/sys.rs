@@ -64,10 +64,16 @@ pub fn reopen_read_only(fd: &OwnedFd) -> io::Result<OwnedFd> {
     owned(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })
 }
 
-/// A non-blocking eventfd (one directed notification channel end).
-pub fn eventfd() -> io::Result<OwnedFd> {
+/// An eventfd (one directed notification, or one half of a PPC path);
+/// non-blocking unless `blocking` (a PPC reply, which the caller waits on).
+pub fn eventfd(blocking: bool) -> io::Result<OwnedFd> {
+    let flags = if blocking {
+        libc::EFD_CLOEXEC
+    } else {
+        libc::EFD_CLOEXEC | libc::EFD_NONBLOCK
+    };
     // SAFETY: plain syscall.
-    owned(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })
+    owned(unsafe { libc::eventfd(0, flags) })
 }
 
 /// A connected `SOCK_SEQPACKET` pair.

@@ -21,9 +21,13 @@
 //! | host resources | u16 n, then n × (str name, u16 fd) |
 //!
 //! Control messages are fixed-size [`Control`] records in both directions.
-//! A PPC message is u64 label, u64 count, then `count` u64 registers.
-
-use crate::api::{MessageInfo, MAX_MRS};
+//!
+//! A PPC channel direction is three descriptors at consecutive indices from
+//! its `fd`: the *call* eventfd (caller → callee, non-blocking), the *reply*
+//! eventfd (callee → caller, blocking) and a [`PPC_BUF_SIZE`] memfd both
+//! ends map: u64 label, u64 count, then the message registers — the host
+//! board's IPC buffer. Each side copies the registers out before using them
+//! and clamps the count, since the peer can write the buffer at any time.
 
 /// Boot message magic.
 pub const BOOT_MAGIC: &[u8; 8] = b"BHBOOT01";
@@ -34,8 +38,12 @@ pub const MAX_BOOT_LEN: usize = 64 * 1024;
 /// Most file descriptors one boot message may carry (Linux `SCM_MAX_FD`).
 pub const MAX_BOOT_FDS: usize = 253;
 
-/// Size of a PPC message with [`MAX_MRS`] registers.
-pub const MAX_PPC_LEN: usize = 16 + 8 * MAX_MRS;
+/// Size of a PPC message buffer (one page; label, count and the message
+/// registers use the first 528 bytes, see [`crate::MAX_MRS`]).
+pub const PPC_BUF_SIZE: usize = 4096;
+
+/// Descriptors per PPC channel handle (call, reply, buffer).
+pub const PPC_FDS: usize = 3;
 
 /// Size of one control record.
 pub const CONTROL_LEN: usize = 48;
@@ -65,9 +73,9 @@ pub enum ChanKind {
     NotifyIn = 1,
     /// eventfd this PD writes to notify the peer on channel `id`.
     NotifyOut = 2,
-    /// Socket on which this PD makes PPCs on channel `id`.
+    /// Call/reply/buffer triple with which this PD makes PPCs on channel `id`.
     PpcCaller = 3,
-    /// Socket on which this PD receives PPCs on channel `id`.
+    /// Call/reply/buffer triple on which this PD receives PPCs on channel `id`.
     PpcCallee = 4,
     /// eventfd on which IRQ `id` is delivered.
     Irq = 5,
@@ -532,42 +540,6 @@ impl Control {
     }
 }
 
-/// Encodes a PPC message (label, count, registers) into `buf`; returns its
-/// length.
-pub fn encode_ppc(
-    buf: &mut [u8; MAX_PPC_LEN],
-    msg: MessageInfo,
-    mrs: &[u64],
-) -> Result<usize, WireError> {
-    let n = usize::try_from(msg.count()).map_err(|_| WireError::BadValue)?;
-    let regs = mrs.get(..n).ok_or(WireError::NoRoom)?;
-    let mut w = Writer::new(buf);
-    w.u64(msg.label())?;
-    w.u64(msg.count())?;
-    for v in regs {
-        w.u64(*v)?;
-    }
-    Ok(w.len())
-}
-
-/// Decodes a PPC message into `mrs`; returns its tag.
-pub fn decode_ppc(buf: &[u8], mrs: &mut [u64; MAX_MRS]) -> Result<MessageInfo, WireError> {
-    let mut r = Reader::new(buf);
-    let label = r.u64()?;
-    let count = r.u64()?;
-    if count > MAX_MRS as u64 {
-        return Err(WireError::BadValue);
-    }
-    for slot in mrs
-        .iter_mut()
-        .take(MAX_MRS.min(usize::try_from(count).unwrap_or(MAX_MRS)))
-    {
-        *slot = r.u64()?;
-    }
-    r.finish()?;
-    Ok(MessageInfo::new(label, count))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,18 +624,5 @@ mod tests {
         bad[9] = 1; // child 256
         assert_eq!(Control::decode(&bad), Err(WireError::BadValue));
         assert!(Control::decode(&bad[..40]).is_err());
-    }
-
-    #[test]
-    fn ppc_round_trip_and_bounds() {
-        let mut buf = [0u8; MAX_PPC_LEN];
-        let n = encode_ppc(&mut buf, MessageInfo::new(7, 2), &[10, 20, 30]).unwrap();
-        let mut mrs = [0u64; MAX_MRS];
-        let m = decode_ppc(&buf[..n], &mut mrs).unwrap();
-        assert_eq!((m.label(), m.count(), mrs[0], mrs[1]), (7, 2, 10, 20));
-        let mut w = Writer::new(&mut buf);
-        w.u64(0).unwrap();
-        w.u64(MAX_MRS as u64 + 1).unwrap();
-        assert_eq!(decode_ppc(&buf[..16], &mut mrs), Err(WireError::BadValue));
     }
 }

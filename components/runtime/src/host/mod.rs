@@ -28,9 +28,7 @@ use crate::api::{
     Channel, ChannelSet, Child, Handler, MessageInfo, Perms, Region, RuntimeError, MAX_CHANNELS,
     MAX_MRS,
 };
-use crate::wire::{
-    self, Boot, ChanKind, Control, CONTROL_LEN, MAX_BOOT_FDS, MAX_BOOT_LEN, MAX_PPC_LEN,
-};
+use crate::wire::{Boot, ChanKind, Control, CONTROL_LEN, MAX_BOOT_FDS, MAX_BOOT_LEN, PPC_BUF_SIZE};
 use crate::{mr_get, mr_set};
 
 /// The control socket's descriptor number, set up by the supervisor.
@@ -46,13 +44,34 @@ const TOK_PPC: u64 = 2;
 const TOK_CONTROL: u64 = 3;
 const TOK_IRQ: u64 = 4;
 
+/// One end of a PPC channel direction: the call and reply eventfds and the
+/// shared message buffer (0 = none).
+#[derive(Clone, Copy)]
+struct PpcEnd {
+    call: i32,
+    reply: i32,
+    buf: usize,
+}
+
+impl PpcEnd {
+    const NONE: PpcEnd = PpcEnd {
+        call: -1,
+        reply: -1,
+        buf: 0,
+    };
+
+    fn present(&self) -> bool {
+        self.buf != 0
+    }
+}
+
 /// Descriptors of one channel id (-1 = none).
 #[derive(Clone, Copy)]
 struct Chan {
     notify_in: i32,
     notify_out: i32,
-    pp_out: i32,
-    pp_in: i32,
+    pp_out: PpcEnd,
+    pp_in: PpcEnd,
     irq: i32,
 }
 
@@ -60,18 +79,93 @@ impl Chan {
     const NONE: Chan = Chan {
         notify_in: -1,
         notify_out: -1,
-        pp_out: -1,
-        pp_in: -1,
+        pp_out: PpcEnd::NONE,
+        pp_in: PpcEnd::NONE,
         irq: -1,
     };
 
     fn declared(&self) -> bool {
         self.notify_in >= 0
             || self.notify_out >= 0
-            || self.pp_out >= 0
-            || self.pp_in >= 0
+            || self.pp_out.present()
+            || self.pp_in.present()
             || self.irq >= 0
     }
+}
+
+/// Number of u64 words of a PPC buffer the runtime uses (label, count,
+/// registers).
+const PPC_WORDS: usize = 2 + MAX_MRS;
+
+/// Writes label, count and the first `count` registers into a PPC buffer.
+fn ppc_store(buf: usize, msg: MessageInfo, regs: &[u64; MAX_MRS]) {
+    let n = usize::try_from(msg.count()).unwrap_or(MAX_MRS).min(MAX_MRS);
+    let words = [msg.label(), n as u64];
+    for (i, w) in words.iter().chain(regs[..n].iter()).enumerate() {
+        // SAFETY: `buf` is a live PPC_BUF_SIZE mapping made at set-up and
+        // never unmapped; i < PPC_WORDS (528 bytes) fits; u64-aligned because
+        // mmap returns page-aligned addresses.
+        unsafe { core::ptr::write_volatile((buf as *mut u64).add(i), *w) };
+    }
+}
+
+/// Copies a message out of a PPC buffer (the peer may change it at any time,
+/// so the count is clamped and everything is copied before use).
+fn ppc_load(buf: usize) -> (MessageInfo, [u64; MAX_MRS]) {
+    let mut words = [0u64; PPC_WORDS];
+    for (i, w) in words.iter_mut().enumerate() {
+        // SAFETY: as in ppc_store.
+        *w = unsafe { core::ptr::read_volatile((buf as *const u64).add(i)) };
+    }
+    let n = usize::try_from(words[1]).unwrap_or(MAX_MRS).min(MAX_MRS);
+    let mut regs = [0u64; MAX_MRS];
+    regs[..n].copy_from_slice(&words[2..2 + n]);
+    (MessageInfo::new(words[0], n as u64), regs)
+}
+
+/// Maps a PPC buffer descriptor (before lockdown) and closes it.
+fn map_ppc(fds: &[i32], idx: u16) -> Result<PpcEnd, &'static str> {
+    let call = fd_at(fds, idx)?;
+    let reply = fd_at(
+        fds,
+        idx.checked_add(1).ok_or("descriptor index out of range")?,
+    )?;
+    let mfd = fd_at(
+        fds,
+        idx.checked_add(2).ok_or("descriptor index out of range")?,
+    )?;
+    // SAFETY: a fresh shared mapping at an address the kernel picks, so no
+    // existing memory is affected; the result is checked.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            PPC_BUF_SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            mfd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err("cannot map a PPC buffer");
+    }
+    // SAFETY: closing a descriptor we own; the mapping keeps the object.
+    unsafe { libc::close(mfd) };
+    Ok(PpcEnd {
+        call,
+        reply,
+        buf: p as usize,
+    })
+}
+
+fn signal(fd: i32) -> Result<(), RuntimeError> {
+    let one = 1u64;
+    // SAFETY: writes 8 bytes from a local u64 (eventfd protocol).
+    let n = unsafe { libc::write(fd, core::ptr::addr_of!(one).cast(), 8) };
+    if n != 8 {
+        return Err(RuntimeError::Os(errno()));
+    }
+    Ok(())
 }
 
 /// Everything the runtime learned at boot. Written once by `boot`, read-only
@@ -279,10 +373,10 @@ fn set_up(st: &mut State, fds: &[i32]) -> Result<(), &'static str> {
                 epoll_add(st.epfd, fd, TOK_NOTIFY << 8 | id)?;
             }
             ChanKind::NotifyOut => slot.notify_out = fd,
-            ChanKind::PpcCaller => slot.pp_out = fd,
+            ChanKind::PpcCaller => slot.pp_out = map_ppc(fds, c.fd)?,
             ChanKind::PpcCallee => {
-                slot.pp_in = fd;
-                epoll_add(st.epfd, fd, TOK_PPC << 8 | id)?;
+                slot.pp_in = map_ppc(fds, c.fd)?;
+                epoll_add(st.epfd, slot.pp_in.call, TOK_PPC << 8 | id)?;
             }
             ChanKind::Irq => {
                 slot.irq = fd;
@@ -479,33 +573,19 @@ fn snapshot_mrs() -> [u64; MAX_MRS] {
 }
 
 fn serve_ppc<H: Handler>(h: &mut H, st: &State, id: u8) {
-    let fd = st.chans[usize::from(id) % usize::from(MAX_CHANNELS)].pp_in;
-    let mut buf = [0u8; MAX_PPC_LEN];
-    // SAFETY: buf is a valid writable buffer of its length.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n <= 0 {
-        if n == 0 {
-            // The caller's process is gone: stop watching this socket.
-            // SAFETY: removing a descriptor from our own epoll set.
-            unsafe { libc::epoll_ctl(st.epfd, libc::EPOLL_CTL_DEL, fd, core::ptr::null_mut()) };
-        }
+    let end = st.chans[usize::from(id) % usize::from(MAX_CHANNELS)].pp_in;
+    let mut v = 0u64;
+    // SAFETY: reads 8 bytes into a local u64 (eventfd protocol).
+    if unsafe { libc::read(end.call, core::ptr::addr_of_mut!(v).cast(), 8) } != 8 {
         return;
     }
-    let mut regs = [0u64; MAX_MRS];
-    let Ok(msg) = wire::decode_ppc(&buf[..n.unsigned_abs()], &mut regs) else {
-        crate::__print_line(format_args!(
-            "runtime: malformed PPC on channel {id} ignored"
-        ));
-        return;
-    };
-    load_mrs(&regs[..usize::try_from(msg.count()).unwrap_or(0).min(MAX_MRS)]);
+    let (msg, regs) = ppc_load(end.buf);
+    load_mrs(&regs[..usize::try_from(msg.count()).unwrap_or(0)]);
     let reply = h.protected(Channel::new(id), msg);
-    let regs = snapshot_mrs();
-    let reply = MessageInfo::new(reply.label(), reply.count().min(MAX_MRS as u64));
-    if let Ok(len) = wire::encode_ppc(&mut buf, reply, &regs) {
-        // SAFETY: buf[..len] is initialised.
-        unsafe { libc::send(fd, buf.as_ptr().cast(), len, libc::MSG_NOSIGNAL) };
-    }
+    ppc_store(end.buf, reply, &snapshot_mrs());
+    // A failed reply signal leaves the caller blocked, as a lost seL4 reply
+    // would; nothing better can be done from here.
+    let _ = signal(end.reply);
 }
 
 fn serve_control<H: Handler>(h: &mut H) {
@@ -562,37 +642,32 @@ pub(crate) fn pp_call(id: u8, msg: MessageInfo) -> Result<MessageInfo, RuntimeEr
         .chans
         .get(usize::from(id))
         .ok_or(RuntimeError::UndeclaredChannel(id))?;
-    if ch.pp_out < 0 {
+    let end = ch.pp_out;
+    if !end.present() {
         return Err(if ch.declared() {
             RuntimeError::NotPpcCaller(id)
         } else {
             RuntimeError::UndeclaredChannel(id)
         });
     }
-    let regs = snapshot_mrs();
-    let mut buf = [0u8; MAX_PPC_LEN];
-    let len = wire::encode_ppc(&mut buf, msg, &regs)
-        .map_err(|_| RuntimeError::MessageTooLong(msg.count()))?;
-    // SAFETY: buf[..len] is initialised.
-    if unsafe { libc::send(ch.pp_out, buf.as_ptr().cast(), len, libc::MSG_NOSIGNAL) } < 0 {
-        return Err(RuntimeError::PeerGone(id));
-    }
+    ppc_store(end.buf, msg, &snapshot_mrs());
+    signal(end.call)?;
     loop {
-        // SAFETY: buf is a valid writable buffer. Blocks until the reply, as
-        // seL4_Call does.
-        let n = unsafe { libc::recv(ch.pp_out, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 && errno() == libc::EINTR {
-            continue;
+        let mut v = 0u64;
+        // SAFETY: reads 8 bytes into a local u64. Blocks until the reply, as
+        // seL4_Call does (a callee that never replies blocks the caller for
+        // good, as on Microkit).
+        let n = unsafe { libc::read(end.reply, core::ptr::addr_of_mut!(v).cast(), 8) };
+        if n == 8 {
+            break;
         }
-        if n <= 0 {
-            return Err(RuntimeError::PeerGone(id));
+        if errno() != libc::EINTR {
+            return Err(RuntimeError::Os(errno()));
         }
-        let mut regs = [0u64; MAX_MRS];
-        let reply = wire::decode_ppc(&buf[..n.unsigned_abs()], &mut regs)
-            .map_err(|_| RuntimeError::BadMessage)?;
-        load_mrs(&regs[..usize::try_from(reply.count()).unwrap_or(0).min(MAX_MRS)]);
-        return Ok(reply);
     }
+    let (reply, regs) = ppc_load(end.buf);
+    load_mrs(&regs[..usize::try_from(reply.count()).unwrap_or(0)]);
+    Ok(reply)
 }
 
 pub(crate) fn irq_ack(id: u8) -> Result<(), RuntimeError> {
