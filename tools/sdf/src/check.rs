@@ -1050,12 +1050,14 @@ impl<'a> Ctx<'a> {
     }
 
     fn images(&mut self) {
-        if !self.opts.require_images {
-            return;
-        }
+        let host = self.opts.board.is_some_and(|b| b.name == "host");
+        let user_top = self.user_top();
         for pd in self.pds() {
             let p = &pd.program_image.path;
-            if self.find_file(p).is_none() {
+            let Some(found) = self.find_file(p) else {
+                if !self.opts.require_images {
+                    continue;
+                }
                 self.error(
                     "E071",
                     &pd.program_image.loc,
@@ -1063,6 +1065,99 @@ impl<'a> Ctx<'a> {
                     Some("path"),
                     format!("program image '{p}' not found on the search path"),
                     search_hint(&self.opts.search_paths),
+                );
+                continue;
+            };
+            // Host-board PDs are native Linux executables, loaded wherever
+            // Linux puts them: their segments say nothing about the maps.
+            if !host {
+                self.image_segments(pd, &found, user_top);
+            }
+        }
+    }
+
+    fn image_segments(&mut self, pd: &ProtectionDomain, file: &Path, user_top: u64) {
+        let img = &pd.program_image;
+        let info = match crate::elf::read_image(file) {
+            Ok(i) => i,
+            Err(e) => {
+                self.error(
+                    "E077",
+                    &img.loc,
+                    "program_image",
+                    Some("path"),
+                    format!("'{}' is not a usable program image: {e}", file.display()),
+                    "point path at the PD's linked AArch64 ELF64 executable",
+                );
+                return;
+            }
+        };
+        if info.machine != crate::elf::EM_AARCH64 {
+            self.error(
+                "E077",
+                &img.loc,
+                "program_image",
+                Some("path"),
+                format!(
+                    "'{}' is built for ELF machine {}, not AArch64 ({})",
+                    file.display(),
+                    info.machine,
+                    crate::elf::EM_AARCH64
+                ),
+                "build the PD for aarch64-unknown-none (or the board's target)",
+            );
+            return;
+        }
+        let stack_bottom = StackLayout::new(user_top, pd.stack_size).stack_bottom;
+        let pages: Vec<(u64, u64)> = info
+            .segments
+            .iter()
+            .map(|&(s, e)| {
+                (
+                    s & !(PAGE - 1),
+                    e.checked_next_multiple_of(PAGE).unwrap_or(u64::MAX),
+                )
+            })
+            .collect();
+        for &(s, e) in &pages {
+            if e > stack_bottom {
+                self.error(
+                    "E076",
+                    &img.loc,
+                    "program_image",
+                    Some("path"),
+                    format!(
+                        "segment [{s:#x}..{e:#x}) of '{}' runs into the stack (bottom {stack_bottom:#x})",
+                        file.display()
+                    ),
+                    "link the image lower (Microkit links at 0x200000) or shrink stack_size",
+                );
+            }
+        }
+        for m in &pd.maps {
+            let Some(mr) = self.sys.region(&m.mr) else {
+                continue;
+            };
+            let Some(size) = self.region_size(mr) else {
+                continue;
+            };
+            let Some(end) = m.vaddr.checked_add(size) else {
+                continue;
+            };
+            if let Some((s, e)) = pages.iter().find(|(s, e)| m.vaddr < *e && end > *s) {
+                self.error(
+                    "E076",
+                    &m.loc,
+                    "map",
+                    Some("vaddr"),
+                    format!(
+                        "map of '{}' [{:#x}..{end:#x}) overlaps the program image's segment [{s:#x}..{e:#x})",
+                        mr.name, m.vaddr
+                    ),
+                    format!(
+                        "move the map to {:#x} or above, past the image's last segment",
+                        pages.iter().map(|p| p.1).max().unwrap_or(*e)
+                    ),
                 );
             }
         }

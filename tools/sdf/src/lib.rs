@@ -20,6 +20,7 @@
 
 pub mod check;
 pub mod diag;
+pub mod elf;
 pub mod model;
 pub mod parse;
 
