@@ -196,6 +196,14 @@ pub fn generate(r: &Resolved, desc_name: &str) -> Result<Vec<OutputFile>, String
     for line in wrap(&owned, 76) {
         let _ = writeln!(o, "    {line}");
     }
+    if !r.omitted.is_empty() {
+        let left: Vec<&str> = r.omitted.iter().map(|c| c.human()).collect();
+        let _ = writeln!(
+            o,
+            "    Left out here (the board lacks it): {}.",
+            left.join(", ")
+        );
+    }
     o.push('\n');
     let intro = format!(
         "Guests: {}; each a virtual machine in its own VMM PD. Per device class a driver PD owns the device and a virtualiser PD multiplexes it; every hop is a request queue, a response queue, one-writer data regions and a channel. Each PD's configuration is a read-only prefilled region ({bname}/<pd>_config.bin).",

@@ -195,6 +195,8 @@ pub struct Resolved {
     pub board: &'static Board,
     /// Classes some guest uses on this board, in [`Class::ALL`] order.
     pub classes: Vec<Class>,
+    /// Classes left out on this board by `[per_board.B] omit`.
+    pub omitted: Vec<Class>,
     /// Guests in description order.
     pub guests: Vec<GuestR>,
     /// Driver and virtualiser scheduling per class used.
@@ -1025,6 +1027,7 @@ pub fn resolve(
             description: d.description.clone(),
             board,
             classes,
+            omitted: omitted.iter().copied().collect(),
             guests,
             services,
             bindings,
