@@ -179,6 +179,17 @@ impl Supervisor<'_> {
     }
 
     fn child_index(&mut self, parent: usize, child: u8) -> Option<usize> {
+        let found = self.lookup_child(parent, child);
+        if let Some(c) = found {
+            if self.procs[c].state == State::Booting {
+                // Its Ready may be queued behind the parent's request.
+                self.handle_control(c);
+            }
+        }
+        found
+    }
+
+    fn lookup_child(&mut self, parent: usize, child: u8) -> Option<usize> {
         let found = self.plan.pds[parent]
             .children
             .iter()
@@ -268,6 +279,11 @@ impl Supervisor<'_> {
     fn reset_and_go(&mut self, c: usize) {
         let pid = self.procs[c].pid;
         let Some((pc, sp)) = self.procs[c].entry else {
+            let name = self.plan.pds[c].name.clone();
+            self.monitor(
+                c,
+                format!("cannot restart PD {name}: it faulted before it finished booting"),
+            );
             return;
         };
         match sys::ptrace_getregs(pid) {

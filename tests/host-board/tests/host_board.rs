@@ -539,3 +539,27 @@ fn sigterm_stops_every_pd_with_no_orphans() {
         );
     }
 }
+
+#[test]
+fn a_parent_stops_and_restarts_a_running_child() {
+    let Some(o) = run(&adversary("stop_restart"), RunOptions::default()) else {
+        return;
+    };
+    let out = all_output(&o);
+    assert_eq!(
+        o.transcript("sleeper"),
+        ["sleeper: run 1", "sleeper: run 2"],
+        "{out}"
+    );
+    assert_eq!(
+        o.transcript("stopper"),
+        [
+            "stopper: child 9: child 9 is not declared for this PD",
+            "stopper: report 1 from the child",
+            "stopper: stopped and restarted the child",
+            "stopper: report 2 from the child",
+        ],
+        "{out}"
+    );
+    assert_eq!(o.status, 0, "{out}");
+}
