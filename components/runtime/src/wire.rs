@@ -25,8 +25,9 @@
 //! A PPC channel direction is three descriptors at consecutive indices from
 //! its `fd`: the *call* eventfd (caller → callee, non-blocking), the *reply*
 //! eventfd (callee → caller, blocking) and a [`PPC_BUF_SIZE`] memfd both
-//! ends map: u64 label, u64 count, then the message registers — the host
-//! board's IPC buffer. Each side copies the registers out before using them
+//! ends map — the host board's IPC buffer: a call area at byte 0 and a reply
+//! area at byte 2048, each u64 sequence number, u64 label, u64 count, then
+//! the message registers; a reply echoes its call's sequence number. Each side copies the registers out before using them
 //! and clamps the count, since the peer can write the buffer at any time.
 
 /// Boot message magic.

@@ -93,34 +93,47 @@ impl Chan {
     }
 }
 
-/// Number of u64 words of a PPC buffer the runtime uses (label, count,
-/// registers).
-const PPC_WORDS: usize = 2 + MAX_MRS;
+/// Words of one PPC message area: sequence number, label, count, registers.
+const PPC_WORDS: usize = 3 + MAX_MRS;
 
-/// Writes label, count and the first `count` registers into a PPC buffer.
-fn ppc_store(buf: usize, msg: MessageInfo, regs: &[u64; MAX_MRS]) {
+/// Word offset of the call area (caller writes, callee reads).
+const PPC_CALL_AREA: usize = 0;
+
+/// Word offset of the reply area (callee writes, caller reads). Separate
+/// from the call area so that a late reply to a call made before the caller
+/// was restarted cannot overwrite the arguments of its next call.
+const PPC_REPLY_AREA: usize = 256;
+
+/// Caller-side sequence numbers: a reply counts only if it echoes the
+/// sequence number of the call it answers.
+static PPC_SEQ: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+
+/// Writes one message (sequence number, label, count, the first `count`
+/// registers) into the area at word `area` of a PPC buffer.
+fn ppc_store(buf: usize, area: usize, seq: u64, msg: MessageInfo, regs: &[u64; MAX_MRS]) {
     let n = usize::try_from(msg.count()).unwrap_or(MAX_MRS).min(MAX_MRS);
-    let words = [msg.label(), n as u64];
-    for (i, w) in words.iter().chain(regs[..n].iter()).enumerate() {
+    let head = [seq, msg.label(), n as u64];
+    for (i, w) in head.iter().chain(regs[..n].iter()).enumerate() {
         // SAFETY: `buf` is a live PPC_BUF_SIZE mapping made at set-up and
-        // never unmapped; i < PPC_WORDS (528 bytes) fits; u64-aligned because
-        // mmap returns page-aligned addresses.
-        unsafe { core::ptr::write_volatile((buf as *mut u64).add(i), *w) };
+        // never unmapped; area + i < 256 + 67 words (2584 bytes) fits in its
+        // 4096; u64-aligned because mmap returns page-aligned addresses.
+        unsafe { core::ptr::write_volatile((buf as *mut u64).add(area + i), *w) };
     }
 }
 
-/// Copies a message out of a PPC buffer (the peer may change it at any time,
-/// so the count is clamped and everything is copied before use).
-fn ppc_load(buf: usize) -> (MessageInfo, [u64; MAX_MRS]) {
+/// Copies one message out of the area at word `area` (the peer may change
+/// it at any time, so everything is copied and the count clamped before
+/// use); returns (sequence number, tag, registers).
+fn ppc_load(buf: usize, area: usize) -> (u64, MessageInfo, [u64; MAX_MRS]) {
     let mut words = [0u64; PPC_WORDS];
     for (i, w) in words.iter_mut().enumerate() {
         // SAFETY: as in ppc_store.
-        *w = unsafe { core::ptr::read_volatile((buf as *const u64).add(i)) };
+        *w = unsafe { core::ptr::read_volatile((buf as *const u64).add(area + i)) };
     }
-    let n = usize::try_from(words[1]).unwrap_or(MAX_MRS).min(MAX_MRS);
+    let n = usize::try_from(words[2]).unwrap_or(MAX_MRS).min(MAX_MRS);
     let mut regs = [0u64; MAX_MRS];
-    regs[..n].copy_from_slice(&words[2..2 + n]);
-    (MessageInfo::new(words[0], n as u64), regs)
+    regs[..n].copy_from_slice(&words[3..3 + n]);
+    (words[0], MessageInfo::new(words[1], n as u64), regs)
 }
 
 /// Maps a PPC buffer descriptor (before lockdown) and closes it.
@@ -579,10 +592,10 @@ fn serve_ppc<H: Handler>(h: &mut H, st: &State, id: u8) {
     if unsafe { libc::read(end.call, core::ptr::addr_of_mut!(v).cast(), 8) } != 8 {
         return;
     }
-    let (msg, regs) = ppc_load(end.buf);
+    let (seq, msg, regs) = ppc_load(end.buf, PPC_CALL_AREA);
     load_mrs(&regs[..usize::try_from(msg.count()).unwrap_or(0)]);
     let reply = h.protected(Channel::new(id), msg);
-    ppc_store(end.buf, reply, &snapshot_mrs());
+    ppc_store(end.buf, PPC_REPLY_AREA, seq, reply, &snapshot_mrs());
     // A failed reply signal leaves the caller blocked, as a lost seL4 reply
     // would; nothing better can be done from here.
     let _ = signal(end.reply);
@@ -650,7 +663,8 @@ pub(crate) fn pp_call(id: u8, msg: MessageInfo) -> Result<MessageInfo, RuntimeEr
             RuntimeError::UndeclaredChannel(id)
         });
     }
-    ppc_store(end.buf, msg, &snapshot_mrs());
+    let seq = PPC_SEQ.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    ppc_store(end.buf, PPC_CALL_AREA, seq, msg, &snapshot_mrs());
     signal(end.call)?;
     loop {
         let mut v = 0u64;
@@ -658,16 +672,20 @@ pub(crate) fn pp_call(id: u8, msg: MessageInfo) -> Result<MessageInfo, RuntimeEr
         // seL4_Call does (a callee that never replies blocks the caller for
         // good, as on Microkit).
         let n = unsafe { libc::read(end.reply, core::ptr::addr_of_mut!(v).cast(), 8) };
-        if n == 8 {
-            break;
-        }
-        if errno() != libc::EINTR {
+        if n != 8 {
+            if errno() == libc::EINTR {
+                continue;
+            }
             return Err(RuntimeError::Os(errno()));
         }
+        let (got, reply, regs) = ppc_load(end.buf, PPC_REPLY_AREA);
+        if got != seq {
+            // A late reply to a call this PD made before it was restarted.
+            continue;
+        }
+        load_mrs(&regs[..usize::try_from(reply.count()).unwrap_or(0)]);
+        return Ok(reply);
     }
-    let (reply, regs) = ppc_load(end.buf);
-    load_mrs(&regs[..usize::try_from(reply.count()).unwrap_or(0)]);
-    Ok(reply)
 }
 
 pub(crate) fn irq_ack(id: u8) -> Result<(), RuntimeError> {
