@@ -484,6 +484,27 @@ fn until_line_and_timeout_end_a_run() {
         all_output(&o)
     );
     assert!(start.elapsed() < Duration::from_secs(20));
+    // --until-exit: the run's status is that PD's.
+    let opts = RunOptions {
+        until_exit: Some("writer".into()),
+        timeout: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let Some(o) = run(&example("rowrite"), opts) else {
+        return;
+    };
+    // The writer faulted and nothing can restart it: the run ends at once,
+    // as a failure, without waiting for the timeout.
+    assert_eq!(o.status, 1, "{}", all_output(&o));
+    assert!(all_output(&o).ends_with("host board: every PD has ended before the exit condition"));
+    let opts = RunOptions {
+        until_exit: Some("client".into()),
+        ..Default::default()
+    };
+    let Some(o) = run(&example("passive_server"), opts) else {
+        return;
+    };
+    assert_eq!(o.status, 0, "{}", all_output(&o));
 }
 
 fn children_of(pid: u32) -> Vec<u32> {
