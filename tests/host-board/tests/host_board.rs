@@ -584,3 +584,22 @@ fn a_parent_stops_and_restarts_a_running_child() {
     );
     assert_eq!(o.status, 0, "{out}");
 }
+
+#[test]
+fn a_panic_becomes_a_fault_report() {
+    let Some(o) = run(&adversary("panicker"), RunOptions::default()) else {
+        return;
+    };
+    let t = o.transcript("panicker");
+    assert!(
+        t.contains(&"panicker: deliberate panic".to_string()),
+        "{t:#?}"
+    );
+    assert!(
+        t.iter()
+            .any(|l| l.starts_with("MONITOR: fault in PD panicker: illegal instruction at 0x")),
+        "{t:#?}"
+    );
+    assert!(!t.iter().any(|l| l.contains("forbidden syscall")), "{t:#?}");
+    assert_eq!(o.status, 1);
+}
