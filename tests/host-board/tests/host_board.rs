@@ -31,30 +31,32 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the example PDs and the `bulkhead` tool into this test's target
-/// directory (the test crate's own adversarial PDs are built by cargo).
+fn cargo_build(package: &str) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target_dir = bin_dir().parent().expect("target dir").to_path_buf();
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(repo())
+        .args(["build", "-p", package, "--target-dir"])
+        .arg(&target_dir);
+    if bin_dir().file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let st = cmd.status().expect("run cargo build");
+    assert!(st.success(), "building {package} failed");
+}
+
+/// Builds the example PDs into this test's target directory (the test
+/// crate's own adversarial PDs are built by cargo before the tests).
 fn build_once() {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let target_dir = bin_dir().parent().expect("target dir").to_path_buf();
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(repo())
-            .args([
-                "build",
-                "-p",
-                "bulkhead-example-pds",
-                "-p",
-                "bulkhead",
-                "--target-dir",
-            ])
-            .arg(&target_dir);
-        if bin_dir().file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().expect("run cargo build");
-        assert!(st.success(), "building the example PDs failed");
-    });
+    BUILT.get_or_init(|| cargo_build("bulkhead-example-pds"));
+}
+
+/// Builds the `bulkhead` tool, for the tests that run the real command.
+fn build_tool() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    build_once();
+    BUILT.get_or_init(|| cargo_build("bulkhead"));
 }
 
 /// Why this host cannot run the host board, if it cannot.
@@ -222,7 +224,7 @@ fn bulkhead_run_pingpong_exits_zero() {
         eprintln!("SKIPPED: bulkhead run pingpong: {why}");
         return;
     }
-    build_once();
+    build_tool();
     let out = Command::new(bin_dir().join("bulkhead"))
         .current_dir(repo())
         .args(["run", "system/examples/pingpong.system", "--timeout", "60"])
@@ -530,7 +532,7 @@ fn sigterm_stops_every_pd_with_no_orphans() {
         eprintln!("SKIPPED: sigterm: {why}");
         return;
     }
-    build_once();
+    build_tool();
     let mut child = Command::new(bin_dir().join("bulkhead"))
         .current_dir(repo())
         .args([
