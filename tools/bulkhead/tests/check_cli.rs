@@ -131,7 +131,7 @@ fn require_images_uses_search_path() {
     assert!(stderr(&o).contains("E071"));
     // Found in the .system file's directory (the default search path)...
     let elf = sys.with_file_name("a.elf");
-    std::fs::write(&elf, b"\x7fELF").unwrap();
+    std::fs::copy(fixtures().join("valid/data/pd.elf"), &elf).unwrap();
     assert_eq!(
         bulkhead(&["check", s, "--require-images"]).status.code(),
         Some(0)
@@ -145,5 +145,11 @@ fn require_images_uses_search_path() {
         "/nonexistent",
     ]);
     assert_eq!(o.status.code(), Some(1));
+    // A file that is there but is no AArch64 ELF is an error even without
+    // --require-images.
+    std::fs::write(&elf, b"\x7fELF").unwrap();
+    let o = bulkhead(&["check", s]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("E077"), "{}", stderr(&o));
     std::fs::remove_file(elf).unwrap();
 }
