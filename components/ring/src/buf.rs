@@ -173,12 +173,12 @@ mod tests {
     #[test]
     fn pair_needs_room_for_both_rings() {
         let lines: std::vec::Vec<crate::CacheLine> =
-            (0..5).map(|_| crate::CacheLine::new()).collect();
-        // One ring of 4 descriptors is 256 bytes; the pair needs 512, we have 320.
+            (0..10).map(|_| crate::CacheLine::new()).collect();
+        // One ring of 4 descriptors is 448 bytes; the pair needs 896, we have 640.
         let r = Region::from_lines(&lines);
         assert!(matches!(
             Lender::attach(r, 4),
-            Err(RingError::RegionTooSmall { needed: 512, .. })
+            Err(RingError::RegionTooSmall { needed: 896, .. })
         ));
     }
 }

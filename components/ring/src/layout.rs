@@ -9,22 +9,28 @@ use crate::{RingError, MAX_SLOT_WORDS};
 pub const LAYOUT_VERSION: u32 = 1;
 
 /// Word index of `tail`: the producer's free-running count of published
-/// entries. Written only by the producer (cache line 0).
+/// entries. Written only by the producer (block 0).
 pub const TAIL: usize = 0;
-/// Word index of the producer's layout tag (cache line 0).
+/// Word index of the producer's layout tag (block 0).
 pub const PRODUCER_TAG: usize = 1;
 /// Word index of `head`: the consumer's free-running count of consumed
-/// entries. Written only by the consumer (cache line 1).
-pub const HEAD: usize = 16;
-/// Word index of the consumer's layout tag (cache line 1).
-pub const CONSUMER_TAG: usize = 17;
+/// entries. Written only by the consumer (block 1).
+pub const HEAD: usize = 32;
+/// Word index of the consumer's layout tag (block 1).
+pub const CONSUMER_TAG: usize = 33;
 /// Word index of `need_signal`: non-zero when the consumer is about to sleep
 /// and wants a notification. Set by the consumer, cleared by the producer
-/// when it signals (cache line 2, alone, so that publishing an entry does not
+/// when it signals (block 2, alone, so that publishing an entry does not
 /// bounce the consumer's `head` line).
-pub const NEED_SIGNAL: usize = 32;
-/// Words in the header (three 64-byte cache lines); slots start here.
-pub const HEADER_WORDS: usize = 48;
+pub const NEED_SIGNAL: usize = 64;
+/// Words in the header (three 128-byte blocks); slots start here.
+///
+/// The blocks are 128 bytes apart, not 64, so that fields written by different
+/// sides never share an aligned 128-byte pair of lines: x86 cores prefetch the
+/// adjacent line of a pair and some Arm cores have 128-byte lines, and either
+/// would make `tail` and `head` bounce together (as crossbeam's `CachePadded`
+/// also assumes). Holds for any 64-byte-aligned region.
+pub const HEADER_WORDS: usize = 96;
 /// Bytes in the header.
 pub const HEADER_BYTES: usize = HEADER_WORDS * 4;
 
@@ -71,16 +77,17 @@ mod tests {
 
     #[test]
     fn header_words_sit_on_separate_lines() {
-        assert_eq!(TAIL / 16, 0);
-        assert_eq!(HEAD / 16, 1);
-        assert_eq!(NEED_SIGNAL / 16, 2);
-        assert_eq!(HEADER_BYTES, 192);
+        // 128-byte blocks: fields of different writers are >= 128 bytes apart.
+        assert_eq!(TAIL / 32, 0);
+        assert_eq!(HEAD / 32, 1);
+        assert_eq!(NEED_SIGNAL / 32, 2);
+        assert_eq!(HEADER_BYTES, 384);
     }
 
     #[test]
     fn ring_bytes_rounds_and_rejects() {
-        assert_eq!(ring_bytes(4, 4), Ok(192 + 64));
-        assert_eq!(ring_bytes(1, 1), Ok(256));
+        assert_eq!(ring_bytes(4, 4), Ok(384 + 64));
+        assert_eq!(ring_bytes(1, 1), Ok(448));
         assert_eq!(ring_bytes(3, 1), Err(RingError::BadCapacity));
         assert_eq!(ring_bytes(0, 1), Err(RingError::BadCapacity));
         assert_eq!(

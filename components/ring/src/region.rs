@@ -20,8 +20,9 @@ use core::sync::atomic::AtomicU32;
 use crate::RingError;
 
 /// Alignment the rings require of a region: one cache line on every board we
-/// support (Cortex-A53/A55/A72 and x86-64), so the producer's and the
-/// consumer's header words never share a line.
+/// support (Cortex-A53/A55/A72 and x86-64). With it, header fields written by
+/// different sides, which the layout puts 128 bytes apart, never share a line
+/// or an adjacent-line prefetch pair (see [`crate::layout::HEADER_WORDS`]).
 pub const REGION_ALIGN: usize = 64;
 
 /// Number of 32-bit words in one [`CacheLine`].

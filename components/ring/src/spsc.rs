@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn fifo_wraps_around_many_times() {
-        let mem = lines(8);
+        let mem = lines(12);
         let r = Region::from_lines(&mem);
         let mut p = Producer::<u64>::attach(r, 4).unwrap();
         let mut c = Consumer::<u64>::attach(r, 4).unwrap();
@@ -382,7 +382,7 @@ mod tests {
 
     #[test]
     fn full_ring_refuses_and_writes_nothing() {
-        let mem = lines(8);
+        let mem = lines(12);
         let r = Region::from_lines(&mem);
         let mut p = Producer::<u32>::attach(r, 2).unwrap();
         let mut c = Consumer::<u32>::attach(r, 2).unwrap();
@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn indices_survive_u32_wrap() {
-        let mem = lines(8);
+        let mem = lines(12);
         let r = Region::from_lines(&mem);
         // Both ends resume from indices just below the wrap.
         r.words()[layout::TAIL].store(u32::MAX - 1, Ordering::Relaxed);
@@ -412,7 +412,7 @@ mod tests {
 
     #[test]
     fn corrupt_tail_is_reported_and_sticky() {
-        let mem = lines(8);
+        let mem = lines(12);
         let r = Region::from_lines(&mem);
         let mut c = Consumer::<u32>::attach(r, 4).unwrap();
         r.words()[layout::TAIL].store(5, Ordering::Relaxed);
@@ -425,7 +425,7 @@ mod tests {
 
     #[test]
     fn corrupt_head_is_reported_to_the_producer() {
-        let mem = lines(8);
+        let mem = lines(12);
         let r = Region::from_lines(&mem);
         let mut p = Producer::<u32>::attach(r, 4).unwrap();
         // Consumer claims to have consumed more than was produced.
@@ -450,7 +450,7 @@ mod tests {
 
     #[test]
     fn producer_signals_only_when_asked() {
-        let mem = lines(8);
+        let mem = lines(12);
         let r = Region::from_lines(&mem);
         let mut p = Producer::<u32>::attach(r, 4).unwrap();
         let mut c = Consumer::<u32>::attach(r, 4).unwrap();
@@ -467,7 +467,7 @@ mod tests {
 
     #[test]
     fn zero_sized_slots_still_count() {
-        let mem = lines(4);
+        let mem = lines(8);
         let r = Region::from_lines(&mem);
         let mut p = Producer::<()>::attach(r, 4).unwrap();
         let mut c = Consumer::<()>::attach(r, 4).unwrap();
