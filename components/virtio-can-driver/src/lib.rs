@@ -1,0 +1,2 @@
+//! Guest-side virtio-can driver (VIRTIO 1.4 §5.20).
+#![no_std]

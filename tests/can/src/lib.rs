@@ -1,0 +1,2 @@
+//! CAN scenario tests and the adapter from the virtualiser's controller
+//! interface to the simulated bus.
