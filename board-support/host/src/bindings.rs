@@ -30,6 +30,12 @@
 //! pd = "can_driver"
 //! interface = "vcan0"
 //!
+//! # A host timer as the interrupt <irq irq="27"> of PD "ticker".
+//! [[timer_irq]]
+//! pd = "ticker"
+//! irq = 27
+//! period_us = 1000
+//!
 //! # Which test-guest program runs in which <virtual_machine>.
 //! [[guest]]
 //! vm = "cluster"
@@ -60,9 +66,24 @@ pub struct Bindings {
     /// SocketCAN interfaces.
     #[serde(default)]
     pub can: Vec<NetIf>,
+    /// Host timers delivered as IRQs.
+    #[serde(default)]
+    pub timer_irq: Vec<TimerIrq>,
     /// Test-guest programs per virtual machine.
     #[serde(default)]
     pub guest: Vec<Guest>,
+}
+
+/// A periodic host timer delivered as one of a PD's IRQs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerIrq {
+    /// The PD.
+    pub pd: String,
+    /// The `irq` number of one of its `<irq>` elements.
+    pub irq: u64,
+    /// Period in microseconds (non-zero).
+    pub period_us: u64,
 }
 
 /// A disk image bound to a PD.
@@ -260,6 +281,28 @@ pub fn check_file(system_path: &Path) -> Vec<BindingDiagnostic> {
     for n in binds.tap.iter().chain(&binds.can) {
         if !known_pd(&n.pd) {
             err(&n.pd, format!("{}: no PD named {:?}", n.name, n.pd));
+        }
+    }
+    for t in &binds.timer_irq {
+        let has_irq = sd.as_ref().is_none_or(|s| {
+            s.all_pds()
+                .iter()
+                .any(|p| p.name == t.pd && p.irqs.iter().any(|i| i.irq == t.irq))
+        });
+        if !has_irq {
+            err(
+                &t.pd,
+                format!(
+                    "[[timer_irq]]: PD {:?} has no <irq irq=\"{}\">",
+                    t.pd, t.irq
+                ),
+            );
+        }
+        if t.period_us == 0 {
+            err(
+                "period_us",
+                "[[timer_irq]]: period_us must be non-zero".to_string(),
+            );
         }
     }
     for g in &binds.guest {

@@ -34,12 +34,20 @@ pub struct RegionPlan {
 }
 
 /// One kernel object a channel needs, shared by two PDs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChanObject {
     /// An eventfd: one directed notification.
     Event,
     /// Call and reply eventfds plus a message buffer: one directed PPC path.
     Ppc,
+    /// An interrupt line of PD `pd` with number `irq`: an eventfd, or the
+    /// host timer the binding file attaches to it.
+    Irq {
+        /// PD name.
+        pd: String,
+        /// `<irq irq=…>`.
+        irq: u64,
+    },
 }
 
 /// A channel handle a PD gets: (id, kind, index into [`Plan::objects`]).
@@ -245,7 +253,10 @@ impl Plan {
                 if let Some(s) = &irq.setvar_id {
                     setvars.insert(s.clone(), u64::from(id));
                 }
-                plan.objects.push(ChanObject::Event);
+                plan.objects.push(ChanObject::Irq {
+                    pd: pd.name.clone(),
+                    irq: irq.irq,
+                });
                 handles.push(Handle {
                     id,
                     kind: ChanKind::Irq,

@@ -604,6 +604,17 @@ pub fn run_plan(
     for o in &plan.objects {
         objects.push(match o {
             ChanObject::Event => vec![sys::eventfd(false).map_err(os("eventfd"))?],
+            ChanObject::Irq { pd, irq } => {
+                match binds
+                    .timer_irq
+                    .iter()
+                    .find(|t| &t.pd == pd && t.irq == *irq)
+                {
+                    Some(t) => vec![sys::timerfd(t.period_us).map_err(os("timerfd"))?],
+                    // Not bound to a host device: a line that never fires.
+                    None => vec![sys::eventfd(false).map_err(os("eventfd"))?],
+                }
+            }
             ChanObject::Ppc => vec![
                 sys::eventfd(false).map_err(os("eventfd"))?,
                 sys::eventfd(true).map_err(os("eventfd"))?,

@@ -475,3 +475,31 @@ pub fn open_can(name: &str) -> io::Result<OwnedFd> {
     })?;
     Ok(fd)
 }
+
+/// A non-blocking periodic timer that fires every `period_us` µs (a host
+/// timer as an interrupt source; reading it returns the expiry count, like
+/// an eventfd).
+pub fn timerfd(period_us: u64) -> io::Result<OwnedFd> {
+    if period_us == 0 {
+        return Err(io::Error::other("timer period must be non-zero"));
+    }
+    // SAFETY: plain syscall.
+    let fd = owned(unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
+        )
+    })?;
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(period_us / 1_000_000).map_err(io::Error::other)?,
+        tv_nsec: libc::c_long::try_from((period_us % 1_000_000) * 1000)
+            .map_err(io::Error::other)?,
+    };
+    let spec = libc::itimerspec {
+        it_interval: ts,
+        it_value: ts,
+    };
+    // SAFETY: spec is valid for the call; no old value is asked for.
+    check(unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) })?;
+    Ok(fd)
+}

@@ -605,3 +605,23 @@ fn a_panic_becomes_a_fault_report() {
     assert!(!t.iter().any(|l| l.contains("forbidden syscall")), "{t:#?}");
     assert_eq!(o.status, 1);
 }
+
+#[test]
+fn a_host_timer_bound_as_an_irq_is_delivered() {
+    assert!(bulkhead_host::bindings::check_file(&adversary("ticker")).is_empty());
+    let Some(o) = run(&adversary("ticker"), RunOptions::default()) else {
+        return;
+    };
+    assert_eq!(
+        o.transcript("ticker"),
+        [
+            "ticker: ack on channel 4: id 4 is not an IRQ of this PD",
+            "ticker: tick 1",
+            "ticker: tick 2",
+            "ticker: tick 3"
+        ],
+        "{}",
+        all_output(&o)
+    );
+    assert_eq!(o.status, 0);
+}
