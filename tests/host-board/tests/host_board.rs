@@ -625,3 +625,21 @@ fn a_host_timer_bound_as_an_irq_is_delivered() {
     );
     assert_eq!(o.status, 0);
 }
+
+#[test]
+fn signals_coalesce_into_one_badge_bit() {
+    let Some(o) = run(&adversary("coalesce"), RunOptions::default()) else {
+        return;
+    };
+    let out = all_output(&o);
+    if out.contains("priorities are NOT enforced") {
+        eprintln!("SKIPPED: coalescing under priorities: SCHED_FIFO refused here\n{out}");
+        return;
+    }
+    assert_eq!(
+        o.transcript("counter"),
+        ["counter: channel 0 delivered 1 time(s) for 100 signals"],
+        "{out}"
+    );
+    assert_eq!(o.status, 0, "{out}");
+}
