@@ -26,11 +26,11 @@ setup:
 	@scripts/setup.sh
 
 build: setup
-	$(CARGO) build --release -p bulkhead
+	$(CARGO) build --release -p bulkhead -p bulkhead-example-pds
 
-# Until the host board runs whole systems, `make run` shows what the tools
-# say about the reference system: valid on each board, who may touch what,
-# a drawing clustered by safety domain, and the isolation proof.
+# `make run`: what the tools say about the reference system (valid on each
+# board, who may touch what, a drawing clustered by safety domain, the
+# isolation proof), then an example system running on the host board.
 run: build
 	@mkdir -p build
 	@for b in host qemu_virt_aarch64 imx8mp_evk imx8mm_evk; do \
@@ -40,6 +40,7 @@ run: build
 	$(BULKHEAD) graph system/automotive/imx8mp_evk.system --policy system/automotive/policy.toml -o build/automotive.svg
 	$(BULKHEAD) prove system/automotive/imx8mp_evk.system --policy system/automotive/policy.toml
 	@echo "drawing of the imx8mp_evk system: build/automotive.svg"
+	$(BULKHEAD) run system/examples/pingpong.system --timeout 20
 
 fmt:
 	$(CARGO) fmt --all
