@@ -216,6 +216,7 @@ pub struct Virtualiser<const G: usize, const Q: usize> {
     seq: u64,
     last_tec: u16,
     recovering: bool,
+    contain: bool,
     /// Bus-offs handled.
     pub bus_offs: u32,
 }
@@ -250,8 +251,17 @@ impl<const G: usize, const Q: usize> Virtualiser<G, Q> {
             seq: 0,
             last_tec: 0,
             recovering: false,
+            contain: true,
             bus_offs: 0,
         }
+    }
+
+    /// Whether a bus-off stops the guest charged with it (default true).
+    /// False only recovers the controller and lets every guest go on: what a
+    /// virtualiser without attribution does. Only for showing what the
+    /// protection buys (tests, benchmarks).
+    pub fn set_containment(&mut self, on: bool) {
+        self.contain = on;
     }
 
     /// Guest `g`'s counters.
@@ -454,7 +464,8 @@ impl<const G: usize, const Q: usize> Virtualiser<G, Q> {
             .enumerate()
             .filter(|(_, x)| x.blame > 0)
             .max_by_key(|(i, x)| (x.blame, core::cmp::Reverse(*i)))
-            .map(|(i, _)| i);
+            .map(|(i, _)| i)
+            .filter(|_| self.contain);
         for i in 0..self.nslots {
             let Some(s) = self.slots[i] else { continue };
             if !ctrl.abort(i) {

@@ -1,0 +1,528 @@
+//! The whole CAN path in one process, in simulated bus time: test guests
+//! with the guest-side driver → virtio-mmio registers and guest RAM → the
+//! virtio-can device → the virtualiser → [`BusController`] → the bus.
+//!
+//! Guest RAM is one page-aligned host allocation shared by all guests of a
+//! test (isolation between guests' memory is the VMM's business, not what
+//! these tests check); the driver side writes it through raw pointers from
+//! [`TestHal`], the device side copies through [`GuestMemory`].
+#![allow(unsafe_code, clippy::unwrap_used, clippy::panic)]
+
+use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
+use std::rc::Rc;
+
+use bulkhead_can_frame::Frame;
+use bulkhead_virt_can::{Admission, Arbitration, Policy, Virtualiser};
+use bulkhead_virtio::spec::reg;
+use bulkhead_virtio::{GuestMemory, MemError, MmioTransport, WriteEffect};
+use bulkhead_virtio_can_driver::{VirtioCanDriver, Wanted};
+use bulkhead_vmm_devices::can::{CanBackend, TxAdmit, VirtioCan, RX_QUEUE, TX_QUEUE};
+use drv_host_can_bus::CanBus;
+use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::adapter::BusController;
+
+const RAM_BASE: u64 = 0x4000_0000;
+const RAM_SIZE: usize = 4 << 20;
+
+/// Guests per virtualiser in these tests.
+pub const GUESTS: usize = 4;
+/// Frames outstanding / queued per guest in the virtualiser.
+pub const DEPTH: usize = 32;
+/// The virtualiser type under test.
+pub type Virt = Virtualiser<GUESTS, DEPTH>;
+/// Buffers per queue of the guest driver.
+pub const DRIVER_BUFS: usize = 16;
+/// The guest driver type.
+pub type Driver = VirtioCanDriver<TestHal, Forward, DRIVER_BUFS>;
+
+/// Guest RAM (leaked for the test's life; no Rust reference to it exists).
+#[derive(Clone, Copy)]
+pub struct Ram {
+    ptr: NonNull<u8>,
+}
+
+impl Ram {
+    fn new() -> Self {
+        let layout = std::alloc::Layout::from_size_align(RAM_SIZE, PAGE_SIZE).unwrap();
+        // SAFETY: non-zero size.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        Self {
+            ptr: NonNull::new(p).unwrap(),
+        }
+    }
+
+    fn offset(gpa: u64, len: usize) -> Result<usize, MemError> {
+        let off = usize::try_from(gpa.checked_sub(RAM_BASE).ok_or(MemError::OutOfRange)?)
+            .map_err(|_| MemError::OutOfRange)?;
+        match off.checked_add(len) {
+            Some(end) if end <= RAM_SIZE => Ok(off),
+            _ => Err(MemError::OutOfRange),
+        }
+    }
+}
+
+impl GuestMemory for Ram {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        let off = Self::offset(gpa, buf.len())?;
+        // SAFETY: in bounds (checked); the allocation is never freed; `buf`
+        // is a separate host buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), buf.as_mut_ptr(), buf.len())
+        };
+        Ok(())
+    }
+
+    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
+        let off = Self::offset(gpa, data.len())?;
+        // SAFETY: as in `read`, the other way.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(off), data.len())
+        };
+        Ok(())
+    }
+
+    fn check_range(&self, gpa: u64, len: u64) -> Result<(), MemError> {
+        Self::offset(gpa, usize::try_from(len).map_err(|_| MemError::OutOfRange)?).map(|_| ())
+    }
+}
+
+thread_local! {
+    static GUEST: RefCell<Option<(Ram, usize)>> = const { RefCell::new(None) };
+}
+
+fn alloc(len: usize) -> (PhysAddr, NonNull<u8>) {
+    GUEST.with(|g| {
+        let mut g = g.borrow_mut();
+        let (ram, next) = g.as_mut().unwrap();
+        let off = *next;
+        *next = (off + len).next_multiple_of(64);
+        assert!(*next <= RAM_SIZE, "test guest RAM exhausted");
+        // SAFETY: `off < RAM_SIZE`.
+        let p = unsafe { ram.ptr.add(off) };
+        (RAM_BASE + off as u64, p)
+    })
+}
+
+/// The test guests' HAL: DMA pages and bounce buffers from guest RAM.
+pub struct TestHal;
+
+// SAFETY: `dma_alloc` returns distinct zeroed page-aligned ranges of guest
+// RAM that outlive every user; `share` copies into such a range and
+// `unshare` copies back, so the device only ever sees guest RAM.
+unsafe impl Hal for TestHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        GUEST.with(|g| {
+            let mut g = g.borrow_mut();
+            let next = &mut g.as_mut().unwrap().1;
+            *next = next.next_multiple_of(PAGE_SIZE);
+        });
+        alloc(pages * PAGE_SIZE)
+    }
+
+    unsafe fn dma_dealloc(_paddr: PhysAddr, _vaddr: NonNull<u8>, _pages: usize) -> i32 {
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(_paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        panic!("registers are reached through the forwarding transport")
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+        let len = buffer.len();
+        let (gpa, p) = alloc(len.max(1));
+        if direction != BufferDirection::DeviceToDriver {
+            // SAFETY: the caller guarantees `buffer` is valid for `len` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(buffer.as_ptr().cast::<u8>(), p.as_ptr(), len) };
+        }
+        gpa
+    }
+
+    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
+        if direction != BufferDirection::DriverToDevice {
+            let off = Ram::offset(paddr, buffer.len()).unwrap();
+            GUEST.with(|g| {
+                let ram = g.borrow().as_ref().unwrap().0;
+                // SAFETY: in guest RAM (checked); the caller guarantees
+                // `buffer` is valid for writes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        ram.ptr.as_ptr().add(off),
+                        buffer.as_ptr().cast::<u8>(),
+                        buffer.len(),
+                    )
+                };
+            });
+        }
+    }
+}
+
+/// The VMM's link from one guest's virtio-can to the virtualiser.
+pub struct GuestBackend {
+    virt: Rc<RefCell<Virt>>,
+    guest: usize,
+    clock: Rc<Cell<u64>>,
+}
+
+impl CanBackend for GuestBackend {
+    fn start(&mut self) -> bool {
+        self.virt.borrow_mut().start(self.guest)
+    }
+    fn stop(&mut self) {
+        self.virt.borrow_mut().stop(self.guest);
+    }
+    fn transmit(&mut self, frame: &Frame) -> TxAdmit {
+        match self
+            .virt
+            .borrow_mut()
+            .submit(self.guest, frame, self.clock.get())
+        {
+            Admission::Queued(tag) => TxAdmit::Queued(tag),
+            Admission::Refused(_) => TxAdmit::Refused,
+            Admission::Full => TxAdmit::Busy,
+        }
+    }
+    fn tx_completion(&mut self) -> Option<(u32, bool)> {
+        self.virt.borrow_mut().take_completion(self.guest)
+    }
+    fn rx_peek(&self) -> Option<Frame> {
+        self.virt.borrow().rx_peek(self.guest).map(|r| r.frame)
+    }
+    fn rx_pop(&mut self) {
+        self.virt.borrow_mut().rx_pop(self.guest);
+    }
+    fn bus_off(&self) -> bool {
+        self.virt.borrow().is_bus_off(self.guest)
+    }
+}
+
+/// The device model type.
+pub type Device = VirtioCan<GuestBackend>;
+
+/// What the VMM holds for one guest: the register state machine and RAM.
+pub struct Vmm {
+    /// The virtio-mmio transport around the device.
+    pub dev: MmioTransport<Device>,
+    ram: Ram,
+    /// Config-change notifications raised.
+    pub config_irqs: u32,
+}
+
+impl Vmm {
+    fn kick(&mut self, q: u16) {
+        self.dev.process_queue(q, &mut self.ram);
+    }
+}
+
+/// `virtio-drivers`' `Transport`, each call turned into register accesses
+/// trapped into [`Vmm`].
+pub struct Forward(pub Rc<RefCell<Vmm>>);
+
+impl Forward {
+    fn r(&self, off: u64) -> u32 {
+        u32::try_from(self.0.borrow_mut().dev.read(off, 4).unwrap()).unwrap()
+    }
+    fn w(&mut self, off: u64, v: u32) {
+        let effect = self.0.borrow_mut().dev.write(off, 4, u64::from(v)).unwrap();
+        if let WriteEffect::QueueNotify(q) = effect {
+            self.0.borrow_mut().kick(q);
+        }
+    }
+    fn w64(&mut self, lo: u64, v: u64) {
+        self.w(lo, u32::try_from(v & 0xffff_ffff).unwrap());
+        self.w(lo + 4, u32::try_from(v >> 32).unwrap());
+    }
+}
+
+impl Transport for Forward {
+    fn device_type(&self) -> DeviceType {
+        // virtio-drivers has no CAN (36); the driver does not ask.
+        DeviceType::try_from(self.r(reg::DEVICE_ID)).unwrap_or(DeviceType::Socket)
+    }
+    fn read_device_features(&mut self) -> u64 {
+        self.w(reg::DEVICE_FEATURES_SEL, 0);
+        let lo = self.r(reg::DEVICE_FEATURES);
+        self.w(reg::DEVICE_FEATURES_SEL, 1);
+        u64::from(lo) | u64::from(self.r(reg::DEVICE_FEATURES)) << 32
+    }
+    fn write_driver_features(&mut self, f: u64) {
+        self.w(reg::DRIVER_FEATURES_SEL, 0);
+        self.w(reg::DRIVER_FEATURES, u32::try_from(f & 0xffff_ffff).unwrap());
+        self.w(reg::DRIVER_FEATURES_SEL, 1);
+        self.w(reg::DRIVER_FEATURES, u32::try_from(f >> 32).unwrap());
+    }
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.w(reg::QUEUE_SEL, queue.into());
+        self.r(reg::QUEUE_NUM_MAX)
+    }
+    fn notify(&mut self, queue: u16) {
+        self.w(reg::QUEUE_NOTIFY, queue.into());
+    }
+    fn get_status(&self) -> DeviceStatus {
+        DeviceStatus::from_bits_truncate(self.r(reg::STATUS))
+    }
+    fn set_status(&mut self, status: DeviceStatus) {
+        self.w(reg::STATUS, status.bits());
+    }
+    fn set_guest_page_size(&mut self, _size: u32) {}
+    fn requires_legacy_layout(&self) -> bool {
+        false
+    }
+    fn queue_set(&mut self, queue: u16, size: u32, desc: PhysAddr, driver: PhysAddr, device: PhysAddr) {
+        self.w(reg::QUEUE_SEL, queue.into());
+        self.w(reg::QUEUE_NUM, size);
+        self.w64(reg::QUEUE_DESC_LOW, desc);
+        self.w64(reg::QUEUE_DRIVER_LOW, driver);
+        self.w64(reg::QUEUE_DEVICE_LOW, device);
+        self.w(reg::QUEUE_READY, 1);
+    }
+    fn queue_unset(&mut self, queue: u16) {
+        self.w(reg::QUEUE_SEL, queue.into());
+        self.w(reg::QUEUE_READY, 0);
+    }
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.w(reg::QUEUE_SEL, queue.into());
+        self.r(reg::QUEUE_READY) != 0
+    }
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        let s = self.r(reg::INTERRUPT_STATUS);
+        self.w(reg::INTERRUPT_ACK, s);
+        InterruptStatus::from_bits_retain(s)
+    }
+    fn read_config_generation(&self) -> u32 {
+        self.r(reg::CONFIG_GENERATION)
+    }
+    fn read_config_space<T: FromBytes + IntoBytes>(&self, offset: usize) -> virtio_drivers::Result<T> {
+        let size = size_of::<T>();
+        let mut bytes = [0u8; 8];
+        let base = reg::CONFIG + offset as u64;
+        let mut vmm = self.0.borrow_mut();
+        for (i, b) in bytes.iter_mut().enumerate().take(size) {
+            *b = u8::try_from(vmm.dev.read(base + i as u64, 1).unwrap()).unwrap();
+        }
+        Ok(T::read_from_bytes(&bytes[..size]).unwrap())
+    }
+    fn write_config_space<T: IntoBytes + Immutable>(&mut self, _offset: usize, _value: T) -> virtio_drivers::Result<()> {
+        Ok(())
+    }
+}
+
+/// A periodic frame a test guest sends.
+#[derive(Clone, Copy, Debug)]
+pub struct Periodic {
+    /// The frame.
+    pub frame: Frame,
+    /// Period (ns).
+    pub period_ns: u64,
+    /// Next release (ns).
+    pub next_ns: u64,
+}
+
+/// A frame a test guest sent, and how it ended.
+#[derive(Clone, Copy, Debug)]
+pub struct SentLog {
+    /// The frame.
+    pub frame: Frame,
+    /// When the guest queued it.
+    pub released_ns: u64,
+    /// When the driver saw it complete (simulated time of that poll).
+    pub completed_ns: Option<u64>,
+    /// The device's answer.
+    pub ok: Option<bool>,
+}
+
+/// One test guest: the driver and what it does.
+pub struct Guest {
+    /// The guest-side driver.
+    pub driver: Driver,
+    /// Its VMM side.
+    pub vmm: Rc<RefCell<Vmm>>,
+    /// Frames it sends periodically.
+    pub periodic: Vec<Periodic>,
+    /// Keep the driver's TX ring full of this frame (100 % load).
+    pub flood: Option<Frame>,
+    /// What it sent (by driver slot while in flight).
+    pub sent: Vec<SentLog>,
+    in_flight: Vec<(usize, usize)>,
+    /// What it received, with the simulated time it was read.
+    pub received: Vec<(Frame, u64)>,
+    /// RX buffers the device returned empty.
+    pub rx_empty: u32,
+}
+
+impl Guest {
+    /// Sends `frame` now; records it. Returns the driver slot.
+    pub fn send(&mut self, frame: &Frame, now: u64) -> Option<usize> {
+        let slot = self.driver.send(frame).ok()?;
+        self.sent.push(SentLog {
+            frame: *frame,
+            released_ns: now,
+            completed_ns: None,
+            ok: None,
+        });
+        self.in_flight.push((slot, self.sent.len() - 1));
+        Some(slot)
+    }
+
+    /// Drains TX completions and received frames at time `now`.
+    pub fn drain(&mut self, now: u64) {
+        while let Some(done) = self.driver.poll_tx() {
+            if let Some(k) = self.in_flight.iter().position(|&(s, _)| s == done.slot) {
+                let (_, i) = self.in_flight.remove(k);
+                self.sent[i].completed_ns = Some(now);
+                self.sent[i].ok = Some(done.ok);
+            }
+        }
+        loop {
+            match self.driver.recv() {
+                Ok(Some(f)) => self.received.push((f, now)),
+                Ok(None) => break,
+                Err(_) => self.rx_empty += 1,
+            }
+        }
+    }
+}
+
+/// Everything in one process.
+pub struct System {
+    /// The controller adapter (owns the bus).
+    pub ctrl: BusController,
+    /// The virtualiser.
+    pub virt: Rc<RefCell<Virt>>,
+    /// The guests, in virtualiser guest order.
+    pub guests: Vec<Guest>,
+    clock: Rc<Cell<u64>>,
+}
+
+impl System {
+    /// A controller with `slots` TX buffers on `bus`, a virtualiser with
+    /// `policies` in `mode`, and one started test guest per policy asking
+    /// for `wanted`.
+    pub fn new(bus: CanBus, policies: &[Policy], mode: Arbitration, slots: usize, wanted: Wanted) -> Self {
+        GUEST.with(|g| *g.borrow_mut() = Some((Ram::new(), 0)));
+        let ram = GUEST.with(|g| g.borrow().as_ref().unwrap().0);
+        let fd = bus.config().fd;
+        let ctrl = BusController::new(bus, "gateway", slots);
+        let virt = Rc::new(RefCell::new(Virt::new(policies, slots, fd, mode)));
+        let clock = Rc::new(Cell::new(0));
+        let mut guests = Vec::new();
+        for g in 0..policies.len() {
+            let backend = GuestBackend {
+                virt: virt.clone(),
+                guest: g,
+                clock: clock.clone(),
+            };
+            let vmm = Rc::new(RefCell::new(Vmm {
+                dev: MmioTransport::new(VirtioCan::new(backend, fd)).unwrap(),
+                ram,
+                config_irqs: 0,
+            }));
+            let mut driver = Driver::new(Forward(vmm.clone()), wanted).unwrap();
+            driver.start().unwrap();
+            guests.push(Guest {
+                driver,
+                vmm,
+                periodic: Vec::new(),
+                flood: None,
+                sent: Vec::new(),
+                in_flight: Vec::new(),
+                received: Vec::new(),
+                rx_empty: 0,
+            });
+        }
+        Self {
+            ctrl,
+            virt,
+            guests,
+            clock,
+        }
+    }
+
+    /// Simulated time.
+    pub fn now(&self) -> u64 {
+        self.ctrl.bus.now()
+    }
+
+    /// One round of the virtualiser PD and the VMMs at the current time:
+    /// poll the controller, then let every device collect its events, then
+    /// let every guest drain and act, then poll again for what they sent.
+    pub fn service(&mut self) {
+        let now = self.now();
+        self.clock.set(now);
+        for _ in 0..3 {
+            self.virt.borrow_mut().poll(&mut self.ctrl, now);
+            for g in &mut self.guests {
+                let s = g.vmm.borrow_mut().dev.device_mut().poll_backend();
+                let mut vmm = g.vmm.borrow_mut();
+                if s.tx {
+                    vmm.kick(TX_QUEUE);
+                }
+                if s.rx {
+                    vmm.kick(RX_QUEUE);
+                }
+                if s.config {
+                    vmm.dev.config_changed();
+                    vmm.config_irqs += 1;
+                }
+                drop(vmm);
+                g.drain(now);
+                for p in &mut g.periodic {
+                    while p.next_ns <= now {
+                        let f = p.frame;
+                        p.next_ns += p.period_ns;
+                        let slot = g.driver.send(&f).ok();
+                        if let Some(slot) = slot {
+                            g.sent.push(SentLog {
+                                frame: f,
+                                released_ns: now,
+                                completed_ns: None,
+                                ok: None,
+                            });
+                            g.in_flight.push((slot, g.sent.len() - 1));
+                        }
+                    }
+                }
+                if let Some(f) = g.flood {
+                    while g.driver.tx_in_flight() < DRIVER_BUFS {
+                        if g.send(&f, now).is_none() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.virt.borrow_mut().poll(&mut self.ctrl, now);
+    }
+
+    /// Runs every bus event and guest release up to `t`, servicing after
+    /// each (the virtualiser reacts in zero simulated time).
+    pub fn run_until(&mut self, t: u64) {
+        self.service();
+        loop {
+            let release = self
+                .guests
+                .iter()
+                .flat_map(|g| g.periodic.iter().map(|p| p.next_ns))
+                .min();
+            let bus = self.ctrl.bus.next_event_time();
+            let next = match (bus, release) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).unwrap_or(u64::MAX),
+            };
+            if next > t {
+                break;
+            }
+            if bus == Some(next) {
+                self.ctrl.bus.step();
+            } else {
+                self.ctrl.bus.run_until(next);
+            }
+            self.service();
+        }
+        self.ctrl.bus.run_until(t);
+        self.service();
+    }
+}
