@@ -111,8 +111,9 @@ fn alloc(len: usize) -> (PhysAddr, NonNull<u8>) {
 pub struct TestHal;
 
 // SAFETY: `dma_alloc` returns distinct zeroed page-aligned ranges of guest
-// RAM that outlive every user; `share` copies into such a range and
-// `unshare` copies back, so the device only ever sees guest RAM.
+// RAM that outlive every user; `share` only accepts buffers inside guest RAM
+// and returns their own guest-physical address, so the device only ever
+// sees guest RAM.
 unsafe impl Hal for TestHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
         GUEST.with(|g| {
@@ -131,32 +132,22 @@ unsafe impl Hal for TestHal {
         panic!("registers are reached through the forwarding transport")
     }
 
-    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
-        let len = buffer.len();
-        let (gpa, p) = alloc(len.max(1));
-        if direction != BufferDirection::DeviceToDriver {
-            // SAFETY: the caller guarantees `buffer` is valid for `len` bytes.
-            unsafe { std::ptr::copy_nonoverlapping(buffer.as_ptr().cast::<u8>(), p.as_ptr(), len) };
-        }
-        gpa
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        // The driver's buffers are all in its DMA page, i.e. in guest RAM:
+        // hand the device their guest-physical address, no bounce copy (a
+        // bump-allocated bounce buffer per frame would exhaust the RAM).
+        GUEST.with(|g| {
+            let ram = g.borrow().as_ref().unwrap().0;
+            let off = (buffer.as_ptr().cast::<u8>() as usize)
+                .checked_sub(ram.ptr.as_ptr() as usize)
+                .filter(|&o| o + buffer.len() <= RAM_SIZE)
+                .expect("virtio-can driver buffers live in guest RAM");
+            RAM_BASE + off as u64
+        })
     }
 
-    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
-        if direction != BufferDirection::DriverToDevice {
-            let off = Ram::offset(paddr, buffer.len()).unwrap();
-            GUEST.with(|g| {
-                let ram = g.borrow().as_ref().unwrap().0;
-                // SAFETY: in guest RAM (checked); the caller guarantees
-                // `buffer` is valid for writes.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        ram.ptr.as_ptr().add(off),
-                        buffer.as_ptr().cast::<u8>(),
-                        buffer.len(),
-                    )
-                };
-            });
-        }
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {
+        // Shared in place: nothing to copy back.
     }
 }
 

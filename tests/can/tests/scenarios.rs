@@ -179,29 +179,40 @@ fn flood_at_full_load_leaves_cluster_frames_within_their_bound() {
 /// within 128 × 11 bits + C_max + C_own.
 fn collision_run(contain: bool) -> (System, u64) {
     let mut b = bus();
-    // Another ECU sends 0x450 with different data every 5 ms.
+    // Another ECU keeps 0x450 pending with different data. (With periodic
+    // releases the streak ends at the first error-passive success: a
+    // passive transmitter suspends transmission, so the two stop starting
+    // together; the README of drv-host-can-bus explains the 32 attempts.)
     let ecu = b
         .attach_scripted(
             "ecu",
-            &[Traffic::Periodic {
+            &[Traffic::Flood {
                 frame: std_frame(0x450, &[0x00; 8]),
-                period_ns: 5 * MS,
-                offset_ns: 20 * MS,
+                depth: 1,
                 counter_byte: None,
             }],
         )
         .unwrap();
     let _ = ecu;
+    // A third node that acknowledges: without it, the ECU's frames go
+    // unacknowledged while the shared controller is bus-off, the bus never
+    // idles, and recovery counts one 11-bit run per ECU attempt.
+    b.attach_scripted("observer", &[]).unwrap();
     let policies = [cluster_policy(), info_policy(&[], Budget::default())];
     let mut sys = System::new(b, &policies, Arbitration::ById, 3, Wanted::default());
     sys.virt.borrow_mut().set_containment(contain);
     // Infotainment keeps 0x450 (recessive-heavy data: it loses the bit
     // fight) pending, so each ECU release starts together with it.
     sys.guests[INFO].flood = Some(std_frame(0x450, &[0xff; 8]));
+    // The cluster's releases (5, 15, 25 … ms) fall outside the collision
+    // streak (from 0, about 3 ms): a successful frame of the shared
+    // controller in the middle of a streak lowers its TEC and desynchronises
+    // the two senders (suspend transmission), which ends the streak before
+    // bus-off — the scenario needs the streak to run its 32 attempts.
     sys.guests[CLUSTER].periodic = vec![Periodic {
         frame: std_frame(0x100, &[1; 8]),
-        period_ns: MS,
-        next_ns: 500_000,
+        period_ns: 10 * MS,
+        next_ns: 5 * MS,
     }];
     let cfg = *sys.ctrl.bus.config();
     let bound = blocking_bound_ns(
@@ -213,7 +224,7 @@ fn collision_run(contain: bool) -> (System, u64) {
             len: 8,
         },
     );
-    sys.run_until(100 * MS);
+    sys.run_until(200 * MS);
     (sys, bound)
 }
 
@@ -236,7 +247,17 @@ fn id_collision_stops_only_infotainment_and_cluster_resumes_within_bound() {
         .find(|(_, s)| *s == ErrorState::BusOff)
         .map(|&(t, _)| t)
         .expect("the controller went bus-off");
-    let recovery = 128 * 11 * sys.ctrl.bus.config().bit_ns();
+    let back = log
+        .iter()
+        .find(|&&(t, s)| t > off && s == ErrorState::Active)
+        .map(|&(t, _)| t)
+        .expect("the controller recovered");
+    // 128 runs of 11 recessive bits; on a busy bus each frame's trailing
+    // ACK delimiter + EOF + intermission is one run, so with traffic the
+    // recovery takes at most 128 × the longest frame (README).
+    let idle_recovery = 128 * 11 * sys.ctrl.bus.config().bit_ns();
+    let recovery = 128 * sys.ctrl.bus.config().longest_frame_ns();
+    assert!(back - off >= idle_recovery && back - off <= recovery, "{off} → {back}");
     // Every cluster frame finishes within the bound measured from the later
     // of its release and the bus-off, plus the recovery.
     for s in &sys.guests[CLUSTER].sent {
@@ -263,7 +284,7 @@ fn id_collision_stops_only_infotainment_and_cluster_resumes_within_bound() {
         .iter()
         .filter(|s| s.released_ns > off + recovery + bound)
         .collect();
-    assert!(after.len() > 50, "the cluster kept sending after recovery");
+    assert!(after.len() >= 10, "the cluster kept sending after recovery");
 
     // Without containment infotainment goes on and the bus goes down again
     // and again, taking the cluster with it.
