@@ -402,9 +402,7 @@ impl<const G: usize, const Q: usize> Virtualiser<G, Q> {
         if st.tec > self.last_tec {
             if let Some(s) = self.best_slot().and_then(|i| self.slots[i]) {
                 let x = &mut self.guests[s.guest];
-                x.blame = x
-                    .blame
-                    .saturating_add(u32::from(st.tec - self.last_tec));
+                x.blame = x.blame.saturating_add(u32::from(st.tec - self.last_tec));
                 x.counters.errors += 1;
             }
         }

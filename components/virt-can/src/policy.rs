@@ -168,7 +168,8 @@ impl SectionType<'_> for CanVirtConfig {
     fn decode(payload: &[u8]) -> Result<Self, ConfigError> {
         let mut r = FieldReader::new(payload);
         let at = r.position();
-        let count = usize::try_from(r.u32()?).map_err(|_| ConfigError::InvalidField { offset: at })?;
+        let count =
+            usize::try_from(r.u32()?).map_err(|_| ConfigError::InvalidField { offset: at })?;
         if count == 0 || count > MAX_GUESTS {
             return Err(ConfigError::InvalidField { offset: at });
         }

@@ -163,11 +163,13 @@ impl<H: Hal, T: Transport, const N: usize> VirtioCanDriver<H, T, N> {
         );
         if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
             transport.set_status(DeviceStatus::FAILED);
-            return Err(if features & ((1 << F_CAN_CLASSIC) | (1 << F_CAN_FD)) == 0 {
-                DriverError::NoFrameFormat
-            } else {
-                DriverError::FeaturesRefused
-            });
+            return Err(
+                if features & ((1 << F_CAN_CLASSIC) | (1 << F_CAN_FD)) == 0 {
+                    DriverError::NoFrameFormat
+                } else {
+                    DriverError::FeaturesRefused
+                },
+            );
         }
         transport.set_guest_page_size(u32::try_from(PAGE_SIZE).unwrap_or(4096));
         let tx = VirtQueue::new(&mut transport, TX_QUEUE, false, false)?;

@@ -37,7 +37,12 @@ impl CanController for BusController {
         self.slots.len()
     }
 
-    fn submit(&mut self, slot: usize, frame: &Frame, _priority: u32) -> Result<(), ControllerError> {
+    fn submit(
+        &mut self,
+        slot: usize,
+        frame: &Frame,
+        _priority: u32,
+    ) -> Result<(), ControllerError> {
         // The model's node offers its lowest arbitration key first, which is
         // the priority the virtualiser passes.
         match self.slots.get(slot) {

@@ -241,7 +241,10 @@ impl Transport for Forward {
     }
     fn write_driver_features(&mut self, f: u64) {
         self.w(reg::DRIVER_FEATURES_SEL, 0);
-        self.w(reg::DRIVER_FEATURES, u32::try_from(f & 0xffff_ffff).unwrap());
+        self.w(
+            reg::DRIVER_FEATURES,
+            u32::try_from(f & 0xffff_ffff).unwrap(),
+        );
         self.w(reg::DRIVER_FEATURES_SEL, 1);
         self.w(reg::DRIVER_FEATURES, u32::try_from(f >> 32).unwrap());
     }
@@ -262,7 +265,14 @@ impl Transport for Forward {
     fn requires_legacy_layout(&self) -> bool {
         false
     }
-    fn queue_set(&mut self, queue: u16, size: u32, desc: PhysAddr, driver: PhysAddr, device: PhysAddr) {
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        desc: PhysAddr,
+        driver: PhysAddr,
+        device: PhysAddr,
+    ) {
         self.w(reg::QUEUE_SEL, queue.into());
         self.w(reg::QUEUE_NUM, size);
         self.w64(reg::QUEUE_DESC_LOW, desc);
@@ -286,7 +296,10 @@ impl Transport for Forward {
     fn read_config_generation(&self) -> u32 {
         self.r(reg::CONFIG_GENERATION)
     }
-    fn read_config_space<T: FromBytes + IntoBytes>(&self, offset: usize) -> virtio_drivers::Result<T> {
+    fn read_config_space<T: FromBytes + IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<T> {
         let size = size_of::<T>();
         let mut bytes = [0u8; 8];
         let base = reg::CONFIG + offset as u64;
@@ -296,7 +309,11 @@ impl Transport for Forward {
         }
         Ok(T::read_from_bytes(&bytes[..size]).unwrap())
     }
-    fn write_config_space<T: IntoBytes + Immutable>(&mut self, _offset: usize, _value: T) -> virtio_drivers::Result<()> {
+    fn write_config_space<T: IntoBytes + Immutable>(
+        &mut self,
+        _offset: usize,
+        _value: T,
+    ) -> virtio_drivers::Result<()> {
         Ok(())
     }
 }
@@ -371,7 +388,12 @@ impl Guest {
             match self.driver.recv() {
                 Ok(Some(f)) => self.received.push((f, now)),
                 Ok(None) => break,
-                Err(_) => self.rx_empty += 1,
+                Err(_) => {
+                    // The buffer went back re-posted; the device may hand it
+                    // back empty again at once, so stop for this round.
+                    self.rx_empty += 1;
+                    break;
+                }
             }
         }
     }
@@ -392,7 +414,13 @@ impl System {
     /// A controller with `slots` TX buffers on `bus`, a virtualiser with
     /// `policies` in `mode`, and one started test guest per policy asking
     /// for `wanted`.
-    pub fn new(bus: CanBus, policies: &[Policy], mode: Arbitration, slots: usize, wanted: Wanted) -> Self {
+    pub fn new(
+        bus: CanBus,
+        policies: &[Policy],
+        mode: Arbitration,
+        slots: usize,
+        wanted: Wanted,
+    ) -> Self {
         GUEST.with(|g| *g.borrow_mut() = Some((Ram::new(), 0)));
         let ram = GUEST.with(|g| g.borrow().as_ref().unwrap().0);
         let fd = bus.config().fd;

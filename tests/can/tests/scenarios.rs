@@ -162,7 +162,10 @@ fn flood_at_full_load_leaves_cluster_frames_within_their_bound() {
             s.released_ns
         );
     }
-    assert!(worst > bound / 2, "the flood did delay the cluster: {worst}");
+    assert!(
+        worst > bound / 2,
+        "the flood did delay the cluster: {worst}"
+    );
 
     // A FIFO multiplexer without aborts queues the cluster behind the flood.
     let (sys, bound) = flood_run(Arbitration::Fifo);
@@ -237,7 +240,10 @@ fn id_collision_stops_only_infotainment_and_cluster_resumes_within_bound() {
     assert!(!virt.is_bus_off(CLUSTER) && virt.is_started(CLUSTER));
     assert_eq!(virt.counters(INFO).unwrap().bus_offs, 1);
     drop(virt);
-    assert!(sys.guests[INFO].driver.bus_off(), "infotainment sees BUSOFF");
+    assert!(
+        sys.guests[INFO].driver.bus_off(),
+        "infotainment sees BUSOFF"
+    );
     assert!(!sys.guests[CLUSTER].driver.bus_off());
     assert_eq!(sys.guests[INFO].vmm.borrow().config_irqs, 1);
 
@@ -257,7 +263,10 @@ fn id_collision_stops_only_infotainment_and_cluster_resumes_within_bound() {
     // recovery takes at most 128 × the longest frame (README).
     let idle_recovery = 128 * 11 * sys.ctrl.bus.config().bit_ns();
     let recovery = 128 * sys.ctrl.bus.config().longest_frame_ns();
-    assert!(back - off >= idle_recovery && back - off <= recovery, "{off} → {back}");
+    assert!(
+        back - off >= idle_recovery && back - off <= recovery,
+        "{off} → {back}"
+    );
     // Every cluster frame finishes within the bound measured from the later
     // of its release and the bus-off, plus the recovery.
     for s in &sys.guests[CLUSTER].sent {
@@ -322,7 +331,13 @@ fn rx_run(info_rx: &[IdFilter]) -> System {
         Budget::default(),
     )
     .unwrap();
-    let mut sys = System::new(b, &[cluster_policy(), info], Arbitration::ById, 3, Wanted::default());
+    let mut sys = System::new(
+        b,
+        &[cluster_policy(), info],
+        Arbitration::ById,
+        3,
+        Wanted::default(),
+    );
     sys.run_until(60 * MS);
     sys
 }
@@ -392,7 +407,16 @@ fn budget_drops_and_counts_frames_over_the_bucket() {
     }
     sys.run_until(4 * MS);
     let ok: Vec<_> = sys.guests[INFO].sent.iter().map(|s| s.ok).collect();
-    assert_eq!(ok, [Some(true), Some(true), Some(false), Some(false), Some(false)]);
+    assert_eq!(
+        ok,
+        [
+            Some(true),
+            Some(true),
+            Some(false),
+            Some(false),
+            Some(false)
+        ]
+    );
     assert_eq!(sys.virt.borrow().counters(INFO).unwrap().dropped_budget, 3);
     assert_eq!(sys.ctrl.bus.received(observer).len(), 2);
     // Half a period later one frame's worth has refilled.

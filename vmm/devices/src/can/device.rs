@@ -260,9 +260,8 @@ impl<B: CanBackend> VirtioCan<B> {
             }
             // Copy, then validate the copy; never re-read guest memory.
             let mut buf = [0u8; MAX_MESSAGE_LEN];
-            let want = usize::try_from(chain.readable_len()).map_or(MAX_MESSAGE_LEN, |n| {
-                n.min(MAX_MESSAGE_LEN)
-            });
+            let want = usize::try_from(chain.readable_len())
+                .map_or(MAX_MESSAGE_LEN, |n| n.min(MAX_MESSAGE_LEN));
             let mut r = chain.reader();
             let got = match r.read(ctx.memory(), &mut buf[..want]) {
                 Ok(n) => n,
@@ -397,14 +396,10 @@ impl<B: CanBackend> VirtioCan<B> {
                 continue;
             }
             let mut buf = [0u8; 2];
-            let ok = chain
-                .reader()
-                .read_exact(ctx.memory(), &mut buf)
-                .is_ok();
+            let ok = chain.reader().read_exact(ctx.memory(), &mut buf).is_ok();
             let result = match (ok, u16::from_le_bytes(buf)) {
                 (true, CTRL_START) => {
-                    if self.status & STATUS_BUSOFF == 0 && (self.started || self.backend.start())
-                    {
+                    if self.status & STATUS_BUSOFF == 0 && (self.started || self.backend.start()) {
                         self.started = true;
                         RESULT_OK
                     } else {
