@@ -572,3 +572,209 @@ impl<const G: usize, const Q: usize> Virtualiser<G, Q> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulkhead_can_frame::CanId;
+
+    /// A controller with `slots` buffers that sends nothing by itself: the
+    /// test decides what finishes (unit test only; the real bus is in
+    /// tests/can).
+    struct Fake {
+        slots: [Option<Frame>; 3],
+        done: [Option<SlotDone>; 8],
+        status: ControllerStatus,
+        recovered: bool,
+        /// Slots whose frame is on the wire (abort fails).
+        busy: [bool; 3],
+    }
+
+    impl Fake {
+        fn new() -> Self {
+            Self {
+                slots: [None; 3],
+                done: [None; 8],
+                status: ControllerStatus {
+                    state: BusState::Active,
+                    tec: 0,
+                    rec: 0,
+                },
+                recovered: false,
+                busy: [false; 3],
+            }
+        }
+        fn ids(&self) -> [Option<u32>; 3] {
+            self.slots.map(|s| s.map(|f| f.id().raw()))
+        }
+        fn finish(&mut self, slot: usize) {
+            self.slots[slot] = None;
+            self.busy[slot] = false;
+            if let Some(d) = self.done.iter_mut().find(|d| d.is_none()) {
+                *d = Some(SlotDone {
+                    slot,
+                    sent: true,
+                    at_ns: 0,
+                });
+            }
+        }
+    }
+
+    impl CanController for Fake {
+        fn slots(&self) -> usize {
+            3
+        }
+        fn submit(&mut self, slot: usize, frame: &Frame, _p: u32) -> Result<(), ControllerError> {
+            match self.slots.get_mut(slot) {
+                Some(s @ None) => {
+                    *s = Some(*frame);
+                    Ok(())
+                }
+                _ => Err(ControllerError::BadSlot),
+            }
+        }
+        fn abort(&mut self, slot: usize) -> bool {
+            if self.busy[slot] || self.slots[slot].is_none() {
+                return false;
+            }
+            self.slots[slot] = None;
+            true
+        }
+        fn completion(&mut self) -> Option<SlotDone> {
+            self.done.iter_mut().find_map(Option::take)
+        }
+        fn receive(&mut self) -> Option<Received> {
+            None
+        }
+        fn status(&self) -> ControllerStatus {
+            self.status
+        }
+        fn recover(&mut self) -> Result<(), ControllerError> {
+            self.recovered = true;
+            Ok(())
+        }
+    }
+
+    fn f(id: u16) -> Frame {
+        Frame::classic(CanId::standard(id).unwrap(), &[0]).unwrap()
+    }
+
+    fn allow_all() -> Policy {
+        let all = IdFilter {
+            id: 0,
+            mask: 0,
+            extended: false,
+        };
+        Policy::new(&[all], &[all], Budget::default()).unwrap()
+    }
+
+    fn virt(mode: Arbitration) -> Virtualiser<2, 8> {
+        let mut v = Virtualiser::new(&[allow_all(), allow_all()], 3, false, mode);
+        assert!(v.start(0) && v.start(1));
+        v
+    }
+
+    #[test]
+    fn buffers_hold_the_globally_highest_frames_and_aborts_make_room() {
+        let mut c = Fake::new();
+        let mut v = virt(Arbitration::ById);
+        for id in [0x400, 0x401, 0x402, 0x403] {
+            assert!(matches!(v.submit(1, &f(id), 0), Admission::Queued(_)));
+        }
+        v.poll(&mut c, 0);
+        assert_eq!(c.ids(), [Some(0x400), Some(0x401), Some(0x402)]);
+        // 0x400 is on the wire; a higher frame of the other guest displaces
+        // the lowest buffer (0x402), which goes back to its queue.
+        c.busy[0] = true;
+        v.submit(0, &f(0x100), 0);
+        v.poll(&mut c, 0);
+        assert_eq!(c.ids(), [Some(0x400), Some(0x401), Some(0x100)]);
+        c.finish(0);
+        v.poll(&mut c, 0);
+        assert_eq!(c.ids(), [Some(0x402), Some(0x401), Some(0x100)]);
+        assert_eq!(v.take_completion(1), Some((0, true)));
+        assert_eq!(v.counters(1).unwrap().sent, 1);
+
+        // FIFO mode never aborts: the high frame waits for a free buffer.
+        let mut c = Fake::new();
+        let mut v = virt(Arbitration::Fifo);
+        for id in [0x400, 0x401, 0x402] {
+            v.submit(1, &f(id), 0);
+        }
+        v.poll(&mut c, 0);
+        v.submit(0, &f(0x100), 0);
+        v.poll(&mut c, 0);
+        assert_eq!(c.ids(), [Some(0x400), Some(0x401), Some(0x402)]);
+    }
+
+    #[test]
+    fn equal_ids_keep_admission_order_and_queues_are_bounded() {
+        let mut c = Fake::new();
+        let mut v: Virtualiser<1, 4> =
+            Virtualiser::new(&[allow_all()], 1, false, Arbitration::ById);
+        v.start(0);
+        let a = Frame::classic(CanId::standard(0x10).unwrap(), &[1]).unwrap();
+        let b = Frame::classic(CanId::standard(0x10).unwrap(), &[2]).unwrap();
+        v.submit(0, &a, 0);
+        v.submit(0, &b, 0);
+        v.poll(&mut c, 0);
+        assert_eq!(c.slots[0], Some(a));
+        v.submit(0, &f(0x11), 0);
+        v.submit(0, &f(0x12), 0);
+        assert_eq!(v.submit(0, &f(0x13), 0), Admission::Full, "4 outstanding");
+        assert_eq!(
+            v.submit(1, &f(0x13), 0),
+            Admission::Refused(Refusal::NoSuchGuest)
+        );
+        v.stop(0);
+        assert_eq!(
+            v.submit(0, &f(0x13), 0),
+            Admission::Refused(Refusal::Stopped)
+        );
+        v.poll(&mut c, 0);
+        assert_eq!(c.slots[0], None, "a stopped guest's buffer is aborted");
+    }
+
+    #[test]
+    fn bus_off_stops_the_guest_charged_with_the_tec_rises() {
+        let mut c = Fake::new();
+        let mut v = virt(Arbitration::ById);
+        v.submit(0, &f(0x100), 0);
+        v.submit(1, &f(0x050), 0); // infotainment's frame is the one offered
+        v.poll(&mut c, 0);
+        c.busy = [false; 3];
+        for tec in (8..=248).step_by(8) {
+            c.status.tec = tec;
+            c.status.state = if tec >= 128 {
+                BusState::Passive
+            } else {
+                BusState::Active
+            };
+            v.poll(&mut c, 0);
+        }
+        assert_eq!(v.counters(1).unwrap().errors, 31);
+        c.status = ControllerStatus {
+            state: BusState::BusOff,
+            tec: 256,
+            rec: 0,
+        };
+        let ev = v.poll(&mut c, 0);
+        assert_eq!(ev.stopped, Some(1));
+        assert!(c.recovered);
+        assert!(v.is_bus_off(1) && !v.is_started(1) && !v.start(1));
+        assert!(v.is_started(0) && !v.is_bus_off(0));
+        assert_eq!(c.ids(), [None, None, None], "all buffers aborted");
+        // While recovering nothing is offered; after, the cluster's frame is.
+        v.poll(&mut c, 0);
+        assert_eq!(c.ids(), [None, None, None]);
+        c.status = ControllerStatus {
+            state: BusState::Active,
+            tec: 0,
+            rec: 0,
+        };
+        v.poll(&mut c, 0);
+        assert_eq!(c.ids(), [Some(0x100), None, None]);
+        v.release_bus_off(1);
+        assert!(v.start(1));
+    }
+}
