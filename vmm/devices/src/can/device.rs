@@ -98,7 +98,8 @@ pub struct CanErrors {
 #[derive(Clone, Copy)]
 struct Pending {
     chain: DescriptorChain<MAX_DESCS>,
-    tag: u32,
+    /// The backend's tag; `None` while the backend had no room for it yet.
+    tag: Option<u32>,
     /// Set once the outcome is known; the chain completes on the next TX
     /// processing.
     result: Option<u8>,
@@ -174,7 +175,7 @@ impl<B: CanBackend> VirtioCan<B> {
                 .pending
                 .iter_mut()
                 .flatten()
-                .find(|p| p.tag == tag && p.result.is_none())
+                .find(|p| p.tag == Some(tag) && p.result.is_none())
             {
                 p.result = Some(if sent { RESULT_OK } else { RESULT_NOT_OK });
                 service.tx = true;
@@ -190,7 +191,14 @@ impl<B: CanBackend> VirtioCan<B> {
                 service.tx = true;
             }
         }
-        if self.pending.iter().flatten().any(|p| p.result.is_some()) {
+        // Finished chains to complete, or chains the backend had no room for
+        // to offer again.
+        if self
+            .pending
+            .iter()
+            .flatten()
+            .any(|p| p.result.is_some() || p.tag.is_none())
+        {
             service.tx = true;
         }
         service.rx = self.started && self.backend.rx_peek().is_some();
@@ -245,6 +253,16 @@ impl<B: CanBackend> VirtioCan<B> {
             }
         }
         loop {
+            // A chain the backend had no room for goes first: popping more
+            // now would let a later frame overtake it.
+            if self
+                .pending
+                .iter()
+                .flatten()
+                .any(|p| p.tag.is_none() && p.result.is_none())
+            {
+                return Ok(());
+            }
             // Never pop a chain that could not be held (§ "never pop a chain
             // you cannot complete"): keep one free slot in hand.
             let Some(slot) = self.pending.iter().position(Option::is_none) else {
@@ -288,7 +306,7 @@ impl<B: CanBackend> VirtioCan<B> {
                 TxAdmit::Queued(tag) if self.late_ack => {
                     self.pending[slot] = Some(Pending {
                         chain,
-                        tag,
+                        tag: Some(tag),
                         result: None,
                     });
                 }
@@ -299,10 +317,10 @@ impl<B: CanBackend> VirtioCan<B> {
                 }
                 TxAdmit::Busy => {
                     // Hold it unsent; the backend said it will have room
-                    // later. Tag u32::MAX never matches a completion.
+                    // later, and order is kept by not popping more.
                     self.pending[slot] = Some(Pending {
                         chain,
-                        tag: u32::MAX,
+                        tag: None,
                         result: None,
                     });
                     return Ok(());
@@ -318,7 +336,7 @@ impl<B: CanBackend> VirtioCan<B> {
     fn retry_held(&mut self, ctx: &mut QueueContext<'_>) -> Result<(), QueueError> {
         for i in 0..PENDING {
             let Some(p) = self.pending[i] else { continue };
-            if p.tag != u32::MAX || p.result.is_some() {
+            if p.tag.is_some() || p.result.is_some() {
                 continue;
             }
             let mut buf = [0u8; MAX_MESSAGE_LEN];
@@ -338,7 +356,10 @@ impl<B: CanBackend> VirtioCan<B> {
             match self.backend.transmit(&frame) {
                 TxAdmit::Busy => return Ok(()),
                 TxAdmit::Queued(tag) if self.late_ack => {
-                    self.pending[i] = Some(Pending { tag, ..p });
+                    self.pending[i] = Some(Pending {
+                        tag: Some(tag),
+                        ..p
+                    });
                 }
                 TxAdmit::Queued(_) => {
                     self.pending[i] = None;
