@@ -55,6 +55,8 @@ struct Ctx<'a> {
     out: Vec<Diagnostic>,
     /// Sizes of regions, resolved (prefill files read) once.
     sizes: HashMap<&'a str, Option<u64>>,
+    /// Regions by name (the first of duplicates, as [`SystemDescription::region`]).
+    regions: HashMap<&'a str, &'a MemoryRegion>,
 }
 
 fn diag(
@@ -116,6 +118,10 @@ impl<'a> Ctx<'a> {
             message,
             hint,
         ));
+    }
+
+    fn region(&self, name: &str) -> Option<&'a MemoryRegion> {
+        self.regions.get(name).copied()
     }
 
     fn user_top(&self) -> u64 {
@@ -784,7 +790,7 @@ impl<'a> Ctx<'a> {
     ) {
         let mut done: Vec<(&str, u64, u64)> = Vec::new();
         for m in maps {
-            let Some(mr) = self.sys.region(&m.mr) else {
+            let Some(mr) = self.region(&m.mr) else {
                 self.error(
                     "E059",
                     &m.loc,
@@ -1019,7 +1025,7 @@ impl<'a> Ctx<'a> {
                 }
             }
             for sv in &pd.setvars {
-                if self.sys.region(&sv.region_paddr).is_none() {
+                if self.region(&sv.region_paddr).is_none() {
                     self.error(
                         "E068",
                         &sv.loc,
@@ -1032,7 +1038,7 @@ impl<'a> Ctx<'a> {
             }
             for m in &pd.maps {
                 if m.setvar_prefill_size.is_some() {
-                    if let Some(mr) = self.sys.region(&m.mr) {
+                    if let Some(mr) = self.region(&m.mr) {
                         if !matches!(mr.prefill, Some(Prefill::Path(_))) {
                             self.error(
                                 "E069",
@@ -1135,7 +1141,7 @@ impl<'a> Ctx<'a> {
             }
         }
         for m in &pd.maps {
-            let Some(mr) = self.sys.region(&m.mr) else {
+            let Some(mr) = self.region(&m.mr) else {
                 continue;
             };
             let Some(size) = self.region_size(mr) else {
@@ -1208,7 +1214,11 @@ pub fn check(sys: &SystemDescription, opts: &CheckOptions) -> Vec<Diagnostic> {
         opts,
         out: Vec::new(),
         sizes: HashMap::new(),
+        regions: HashMap::new(),
     };
+    for mr in &sys.memory_regions {
+        cx.regions.entry(mr.name.as_str()).or_insert(mr);
+    }
     cx.names_and_limits();
     cx.cpus();
     cx.domains();
