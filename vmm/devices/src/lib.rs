@@ -2,5 +2,6 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod blk;
 pub mod can;
 pub mod console;
