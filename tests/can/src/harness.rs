@@ -13,6 +13,8 @@ use std::ptr::NonNull;
 use std::rc::Rc;
 
 use bulkhead_can_frame::Frame;
+use bulkhead_can_protocol::WireFrame;
+use bulkhead_ring::Pod;
 use bulkhead_virt_can::{Admission, Arbitration, Policy, Virtualiser};
 use bulkhead_virtio::spec::reg;
 use bulkhead_virtio::{GuestMemory, MemError, MmioTransport, WriteEffect};
@@ -151,6 +153,15 @@ unsafe impl Hal for TestHal {
     }
 }
 
+/// A frame through the ring format between the VMM and the virtualiser
+/// (`bulkhead-can-protocol`), as it would cross a shared-memory ring.
+fn over_ring(frame: &Frame) -> Option<Frame> {
+    let w = WireFrame::from_frame(frame, 0);
+    let mut words = [0u32; WireFrame::WORDS];
+    w.store(&mut |i, x| words[i] = x);
+    WireFrame::load(&mut |i| words[i]).to_frame().ok()
+}
+
 /// The VMM's link from one guest's virtio-can to the virtualiser.
 pub struct GuestBackend {
     virt: Rc<RefCell<Virt>>,
@@ -166,10 +177,13 @@ impl CanBackend for GuestBackend {
         self.virt.borrow_mut().stop(self.guest);
     }
     fn transmit(&mut self, frame: &Frame) -> TxAdmit {
+        let Some(frame) = over_ring(frame) else {
+            return TxAdmit::Refused;
+        };
         match self
             .virt
             .borrow_mut()
-            .submit(self.guest, frame, self.clock.get())
+            .submit(self.guest, &frame, self.clock.get())
         {
             Admission::Queued(tag) => TxAdmit::Queued(tag),
             Admission::Refused(_) => TxAdmit::Refused,
@@ -180,7 +194,10 @@ impl CanBackend for GuestBackend {
         self.virt.borrow_mut().take_completion(self.guest)
     }
     fn rx_peek(&self) -> Option<Frame> {
-        self.virt.borrow().rx_peek(self.guest).map(|r| r.frame)
+        self.virt
+            .borrow()
+            .rx_peek(self.guest)
+            .and_then(|r| over_ring(&r.frame))
     }
     fn rx_pop(&mut self) {
         self.virt.borrow_mut().rx_pop(self.guest);
