@@ -79,12 +79,40 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         Ok(src) => check_source(src, &shown, &opts),
         Err(e) => not_utf8(&bytes, e.valid_up_to(), &shown),
     };
+    // On the host board the host-binding file beside the description
+    // (`x.host.toml`) is part of the system: check it too.
+    let bindings = if args.board.is_some_and(|b| b.name == "host") {
+        bulkhead_host::bindings::check_file(&args.file)
+    } else {
+        Vec::new()
+    };
+    let valid = report.is_valid() && bindings.is_empty();
     if args.json {
-        println!("{}", to_json(&report));
+        let mut items = to_json_items(&report);
+        items.extend(bindings.iter().map(|d| {
+            serde_json::json!({
+                "file": d.path.display().to_string(),
+                "line": d.line,
+                "col": d.col,
+                "severity": "error",
+                "code": "B001",
+                "element": "host-binding",
+                "attribute": null,
+                "message": d.message,
+                "hint": "fix the host-binding file (format: board-support/host/src/bindings.rs)",
+            })
+        }));
+        println!("{}", serde_json::Value::Array(items));
     } else {
         eprint!("{}", report.render());
-        let (e, w) = (report.error_count(), report.warning_count());
-        if report.is_valid() {
+        for d in &bindings {
+            eprintln!("{d}");
+        }
+        let (e, w) = (
+            report.error_count() + bindings.len(),
+            report.warning_count(),
+        );
+        if valid {
             eprintln!("{shown}: ok ({w} warning{})", plural(w));
         } else {
             eprintln!(
@@ -94,7 +122,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
             );
         }
     }
-    if report.is_valid() {
+    if valid {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -143,8 +171,8 @@ fn not_utf8(bytes: &[u8], valid_up_to: usize, file: &str) -> Report {
     }
 }
 
-fn to_json(report: &Report) -> String {
-    let items: Vec<serde_json::Value> = report
+fn to_json_items(report: &Report) -> Vec<serde_json::Value> {
+    report
         .diagnostics
         .iter()
         .map(|d| {
@@ -160,6 +188,5 @@ fn to_json(report: &Report) -> String {
                 "hint": d.hint,
             })
         })
-        .collect();
-    serde_json::Value::Array(items).to_string()
+        .collect()
 }

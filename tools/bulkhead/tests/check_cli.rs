@@ -153,3 +153,24 @@ fn require_images_uses_search_path() {
     assert!(stderr(&o).contains("E077"), "{}", stderr(&o));
     std::fs::remove_file(elf).unwrap();
 }
+
+#[test]
+fn host_board_checks_the_host_binding_file_too() {
+    let sys = br#"<system>
+  <protection_domain name="a"><program_image path="a.elf"/></protection_domain>
+</system>"#;
+    let f = tmp("bound.system", sys);
+    // A binding file with a key the format does not know.
+    tmp(
+        "bound.host.toml",
+        b"[programs]\na = \"a\"\n\n[nonsense]\nx = 1\n",
+    );
+    let o = bulkhead(&["check", f.to_str().unwrap(), "--board", "host"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("bound.host.toml:4:"), "{e}");
+    assert!(e.contains("nonsense"), "{e}");
+    // Other boards do not read it.
+    let o = bulkhead(&["check", f.to_str().unwrap(), "--board", "qemu_virt_aarch64"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
