@@ -18,7 +18,7 @@ use bulkhead_ring::Pod;
 use bulkhead_virt_can::{Admission, Arbitration, Policy, Virtualiser};
 use bulkhead_virtio::spec::reg;
 use bulkhead_virtio::{GuestMemory, MemError, MmioTransport, WriteEffect};
-use bulkhead_virtio_can_driver::{VirtioCanDriver, Wanted};
+use bulkhead_virtio_can_driver::{TxDone, VirtioCanDriver, Wanted};
 use bulkhead_vmm_devices::can::{CanBackend, TxAdmit, VirtioCan, RX_QUEUE, TX_QUEUE};
 use drv_host_can_bus::CanBus;
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
@@ -376,6 +376,8 @@ pub struct Guest {
     pub received: Vec<(Frame, u64)>,
     /// RX buffers the device returned empty.
     pub rx_empty: u32,
+    /// Completions of raw messages (`driver.send_raw`), in order.
+    pub raw_done: Vec<TxDone>,
 }
 
 impl Guest {
@@ -399,6 +401,8 @@ impl Guest {
                 let (_, i) = self.in_flight.remove(k);
                 self.sent[i].completed_ns = Some(now);
                 self.sent[i].ok = Some(done.ok);
+            } else {
+                self.raw_done.push(done);
             }
         }
         loop {
@@ -467,6 +471,7 @@ impl System {
                 in_flight: Vec::new(),
                 received: Vec::new(),
                 rx_empty: 0,
+                raw_done: Vec::new(),
             });
         }
         Self {
