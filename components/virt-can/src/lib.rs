@@ -199,7 +199,8 @@ struct Slot {
 /// What [`Virtualiser::poll`] saw, for the PD to notify the right guests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PollEvents {
-    /// Bit g: guest g has completions or received frames waiting.
+    /// Bit `g % 32`: guest g has completions or received frames waiting
+    /// (with more than 32 guests, bits are shared and a PD checks each).
     pub guests: u32,
     /// A guest was stopped for a bus-off in this poll.
     pub stopped: Option<usize>,
@@ -222,10 +223,14 @@ pub struct Virtualiser<const G: usize, const Q: usize> {
 }
 
 impl<const G: usize, const Q: usize> Virtualiser<G, Q> {
+    /// Queues of length 0 could hold nothing (and `Fifo` divides by `Q`).
+    const Q_NONZERO: () = assert!(Q > 0, "Virtualiser needs Q > 0");
+
     /// A virtualiser for guests with `policies` (guest `i` gets
     /// `policies[i]`, missing ones a deny-all policy), over a controller with
     /// `slots` TX buffers (at most [`MAX_SLOTS`]) that carries FD if `fd`.
     pub fn new(policies: &[Policy], slots: usize, fd: bool, mode: Arbitration) -> Self {
+        let () = Self::Q_NONZERO;
         let guest = |i: usize| {
             let policy = policies.get(i).copied().unwrap_or_default();
             Guest {
