@@ -295,6 +295,17 @@ fn id_collision_stops_only_infotainment_and_cluster_resumes_within_bound() {
         .collect();
     assert!(after.len() >= 10, "the cluster kept sending after recovery");
 
+    // Only an explicit release lets infotainment start again; its BUSOFF
+    // bit clears with a second config-change notification.
+    let mut sys = sys;
+    sys.virt.borrow_mut().release_bus_off(INFO);
+    let t = sys.now() + MS;
+    sys.run_until(t);
+    assert!(!sys.guests[INFO].driver.bus_off());
+    assert_eq!(sys.guests[INFO].vmm.borrow().config_irqs, 2);
+    sys.guests[INFO].driver.start().unwrap();
+    assert!(sys.virt.borrow().is_started(INFO));
+
     // Without containment infotainment goes on and the bus goes down again
     // and again, taking the cluster with it.
     let (sys, _) = collision_run(false);
