@@ -436,3 +436,67 @@ fn budget_drops_and_counts_frames_over_the_bucket() {
     sys.run_until(10 * MS);
     assert_eq!(sys.guests[INFO].sent[5].ok, Some(true));
 }
+
+#[test]
+fn four_guests_see_broadcasts_and_each_others_frames_in_one_order() {
+    let mut b = bus();
+    b.attach_scripted(
+        "ecu",
+        &[Traffic::Periodic {
+            frame: std_frame(0x7df, &[0; 8]),
+            period_ns: 700_000,
+            offset_ns: 0,
+            counter_byte: Some(0),
+        }],
+    )
+    .unwrap();
+    let bcast = [IdFilter::standard(0x7df), IdFilter::standard(0x7e0)];
+    let mut policies = Vec::new();
+    for g in 0..4u16 {
+        policies.push(
+            Policy::new(
+                &bcast,
+                &[IdFilter::standard(0x7e0), IdFilter::standard(0x600 + g)],
+                Budget::default(),
+            )
+            .unwrap(),
+        );
+    }
+    let mut sys = System::new(b, &policies, Arbitration::ById, 3, Wanted::default());
+    // Guest 0 also broadcasts 0x7e0 (a frame of one guest is, for the
+    // others, like one from another node); guest 3 sends 0x603 nobody takes.
+    sys.guests[0].periodic = vec![Periodic {
+        frame: std_frame(0x7e0, &[0xee]),
+        period_ns: 1_300_000,
+        next_ns: 100_000,
+    }];
+    sys.guests[3].periodic = vec![Periodic {
+        frame: std_frame(0x603, &[3]),
+        period_ns: 900_000,
+        next_ns: 50_000,
+    }];
+    sys.run_until(30 * MS);
+    let seen = |g: usize| -> Vec<(u32, u8)> {
+        sys.guests[g]
+            .received
+            .iter()
+            .map(|(f, _)| (f.id().raw(), f.data()[0]))
+            .collect()
+    };
+    let others: Vec<_> = seen(1);
+    assert!(others.iter().filter(|(id, _)| *id == 0x7df).count() >= 42);
+    assert!(others.iter().filter(|(id, _)| *id == 0x7e0).count() >= 22);
+    assert!(others.iter().all(|(id, _)| *id == 0x7df || *id == 0x7e0));
+    assert_eq!(seen(2), others, "same frames, same order");
+    assert_eq!(seen(3), others);
+    let own: Vec<_> = others
+        .iter()
+        .copied()
+        .filter(|(id, _)| *id == 0x7df)
+        .collect();
+    assert_eq!(
+        seen(0),
+        own,
+        "guest 0 gets the ECU's broadcasts, not its own frames"
+    );
+}
