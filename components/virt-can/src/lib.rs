@@ -395,11 +395,11 @@ impl<const G: usize, const Q: usize> Virtualiser<G, Q> {
             .map(|(_, i)| i)
     }
 
-    /// Runs the virtualiser against the controller at time `now_ns`:
-    /// collects completions and received frames, handles a bus-off, and
-    /// refills the TX buffers. Call it whenever the controller signals and
-    /// after guests submitted frames.
-    pub fn poll<C: CanController>(&mut self, ctrl: &mut C, now_ns: u64) -> PollEvents {
+    /// Runs the virtualiser against the controller: collects completions
+    /// and received frames, handles a bus-off, and refills the TX buffers.
+    /// Call it whenever the controller signals and after guests submitted
+    /// frames.
+    pub fn poll<C: CanController>(&mut self, ctrl: &mut C) -> PollEvents {
         let mut events = PollEvents::default();
         // Errors first, against the slots as they were while the controller
         // was sending: this poll's refill must not change whom we charge.
@@ -453,7 +453,6 @@ impl<const G: usize, const Q: usize> Virtualiser<G, Q> {
             }
         }
         self.refill(ctrl);
-        let _ = now_ns;
         events
     }
 
@@ -686,16 +685,16 @@ mod tests {
         for id in [0x400, 0x401, 0x402, 0x403] {
             assert!(matches!(v.submit(1, &f(id), 0), Admission::Queued(_)));
         }
-        v.poll(&mut c, 0);
+        v.poll(&mut c);
         assert_eq!(c.ids(), [Some(0x400), Some(0x401), Some(0x402)]);
         // 0x400 is on the wire; a higher frame of the other guest displaces
         // the lowest buffer (0x402), which goes back to its queue.
         c.busy[0] = true;
         v.submit(0, &f(0x100), 0);
-        v.poll(&mut c, 0);
+        v.poll(&mut c);
         assert_eq!(c.ids(), [Some(0x400), Some(0x401), Some(0x100)]);
         c.finish(0);
-        v.poll(&mut c, 0);
+        v.poll(&mut c);
         assert_eq!(c.ids(), [Some(0x402), Some(0x401), Some(0x100)]);
         assert_eq!(v.take_completion(1), Some((0, true)));
         assert_eq!(v.counters(1).unwrap().sent, 1);
@@ -706,9 +705,9 @@ mod tests {
         for id in [0x400, 0x401, 0x402] {
             v.submit(1, &f(id), 0);
         }
-        v.poll(&mut c, 0);
+        v.poll(&mut c);
         v.submit(0, &f(0x100), 0);
-        v.poll(&mut c, 0);
+        v.poll(&mut c);
         assert_eq!(c.ids(), [Some(0x400), Some(0x401), Some(0x402)]);
     }
 
@@ -722,7 +721,7 @@ mod tests {
         let b = Frame::classic(CanId::standard(0x10).unwrap(), &[2]).unwrap();
         v.submit(0, &a, 0);
         v.submit(0, &b, 0);
-        v.poll(&mut c, 0);
+        v.poll(&mut c);
         assert_eq!(c.slots[0], Some(a));
         v.submit(0, &f(0x11), 0);
         v.submit(0, &f(0x12), 0);
@@ -736,7 +735,7 @@ mod tests {
             v.submit(0, &f(0x13), 0),
             Admission::Refused(Refusal::Stopped)
         );
-        v.poll(&mut c, 0);
+        v.poll(&mut c);
         assert_eq!(c.slots[0], None, "a stopped guest's buffer is aborted");
     }
 
@@ -746,7 +745,7 @@ mod tests {
         let mut v = virt(Arbitration::ById);
         v.submit(0, &f(0x100), 0);
         v.submit(1, &f(0x050), 0); // infotainment's frame is the one offered
-        v.poll(&mut c, 0);
+        v.poll(&mut c);
         c.busy = [false; 3];
         for tec in (8..=248).step_by(8) {
             c.status.tec = tec;
@@ -755,7 +754,7 @@ mod tests {
             } else {
                 BusState::Active
             };
-            v.poll(&mut c, 0);
+            v.poll(&mut c);
         }
         assert_eq!(v.counters(1).unwrap().errors, 31);
         c.status = ControllerStatus {
@@ -763,21 +762,21 @@ mod tests {
             tec: 256,
             rec: 0,
         };
-        let ev = v.poll(&mut c, 0);
+        let ev = v.poll(&mut c);
         assert_eq!(ev.stopped, Some(1));
         assert!(c.recovered);
         assert!(v.is_bus_off(1) && !v.is_started(1) && !v.start(1));
         assert!(v.is_started(0) && !v.is_bus_off(0));
         assert_eq!(c.ids(), [None, None, None], "all buffers aborted");
         // While recovering nothing is offered; after, the cluster's frame is.
-        v.poll(&mut c, 0);
+        v.poll(&mut c);
         assert_eq!(c.ids(), [None, None, None]);
         c.status = ControllerStatus {
             state: BusState::Active,
             tec: 0,
             rec: 0,
         };
-        v.poll(&mut c, 0);
+        v.poll(&mut c);
         assert_eq!(c.ids(), [Some(0x100), None, None]);
         v.release_bus_off(1);
         assert!(v.start(1));

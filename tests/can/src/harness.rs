@@ -494,7 +494,7 @@ impl System {
         let now = self.now();
         self.clock.set(now);
         for _ in 0..3 {
-            self.virt.borrow_mut().poll(&mut self.ctrl, now);
+            self.virt.borrow_mut().poll(&mut self.ctrl);
             for g in &mut self.guests {
                 let s = g.vmm.borrow_mut().dev.device_mut().poll_backend();
                 let mut vmm = g.vmm.borrow_mut();
@@ -535,7 +535,7 @@ impl System {
                 }
             }
         }
-        self.virt.borrow_mut().poll(&mut self.ctrl, now);
+        self.virt.borrow_mut().poll(&mut self.ctrl);
     }
 
     /// Runs every bus event and guest release up to `t`, servicing after

@@ -11,6 +11,10 @@
 //! a frame is waiting; one too short for it is returned with length 0 and
 //! counted, and the frame waits for the next buffer, so neither is lost.
 //!
+//! STOP answers every pending TX NOT_OK at once. A frame the controller
+//! had already started on the wire cannot be aborted and may still appear on
+//! the bus: the same race as STOP against a hardware transmission.
+//!
 //! The device cannot raise interrupts or touch a queue on its own: after the
 //! virtualiser signals, the VMM calls [`VirtioCan::poll_backend`] and acts on
 //! the [`Service`] it returns (process the TX/RX queue, raise a
