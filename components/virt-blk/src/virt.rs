@@ -44,6 +44,16 @@ pub struct ClientPolicy {
     pub budget: Budget,
 }
 
+impl ClientPolicy {
+    /// No sectors, read-only: what unused entries of a policy array hold.
+    pub const NONE: ClientPolicy = ClientPolicy {
+        first: 0,
+        len: 0,
+        read_only: true,
+        budget: Budget::UNLIMITED,
+    };
+}
+
 /// Why the virtualiser cannot start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetupError {
