@@ -14,8 +14,9 @@ use std::rc::Rc;
 
 use bulkhead_can_frame::Frame;
 use bulkhead_can_protocol::WireFrame;
+use bulkhead_config::{ConfigBuilder, ConfigRegion};
 use bulkhead_ring::Pod;
-use bulkhead_virt_can::{Admission, Arbitration, Policy, Virtualiser};
+use bulkhead_virt_can::{Admission, Arbitration, CanVirtConfig, Policy, Virtualiser};
 use bulkhead_virtio::spec::reg;
 use bulkhead_virtio::{GuestMemory, MemError, MmioTransport, WriteEffect};
 use bulkhead_virtio_can_driver::{TxDone, VirtioCanDriver, Wanted};
@@ -446,7 +447,17 @@ impl System {
         let ram = GUEST.with(|g| g.borrow().as_ref().unwrap().0);
         let fd = bus.config().fd;
         let ctrl = BusController::new(bus, "gateway", slots);
-        let virt = Rc::new(RefCell::new(Virt::new(policies, slots, fd, mode)));
+        // The policies reach the virtualiser as its PD would get them: as a
+        // configuration region, parsed and its CAN section decoded.
+        let region = ConfigBuilder::new("can_virt")
+            .typed(&CanVirtConfig::new(policies))
+            .build()
+            .unwrap();
+        let config = ConfigRegion::parse(&region, "can_virt")
+            .unwrap()
+            .get::<CanVirtConfig>()
+            .unwrap();
+        let virt = Rc::new(RefCell::new(Virt::new(config.guests(), slots, fd, mode)));
         let clock = Rc::new(Cell::new(0));
         let mut guests = Vec::new();
         for g in 0..policies.len() {
