@@ -19,6 +19,8 @@ fn harness(name: &str) -> Option<fn(&[u8])> {
         "ring_reader" => Some(bulkhead_fuzz_harness::ring::ring_reader),
         "virtio_mmio_regs" => Some(bulkhead_fuzz_harness::virtio::virtio_mmio_regs),
         "virtio_desc_walk" => Some(bulkhead_fuzz_harness::virtio::virtio_desc_walk),
+        "gpt_parse" => Some(bulkhead_fuzz_harness::blk::gpt_parse),
+        "blk_request" => Some(bulkhead_fuzz_harness::blk::blk_request),
         _ => None,
     }
 }
