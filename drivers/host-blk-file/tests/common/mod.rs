@@ -215,3 +215,114 @@ impl World {
         }
     }
 }
+
+/// A minimal guest-side virtio-blk driver over raw split rings (queue size
+/// 64, so queue depth 32 is possible, which `virtio-drivers`' 16-entry
+/// queue is not): used by the benchmark.
+pub struct RawGuest {
+    pub ram: Vec<u8>,
+    avail_idx: u16,
+    used_seen: u16,
+    free: Vec<u16>,
+}
+
+pub const RAW_BASE: u64 = 0x4000_0000;
+const RAW_QS: u16 = 64;
+const RAW_DESC: u64 = 0;
+const RAW_AVAIL: u64 = 0x1000;
+const RAW_USED: u64 = 0x2000;
+/// Per request `h` (head = 3h): header at 0x4000 + 32h, status at +16,
+/// data at 0x10000 + 4096h.
+const RAW_HDR: u64 = 0x4000;
+const RAW_DATA: u64 = 0x10000;
+
+impl RawGuest {
+    /// Negotiates VERSION_1 and sets up queue 0 on `dev`, as a driver would.
+    pub fn attach(dev: &mut MmioTransport<VirtioBlk<Link>>) -> RawGuest {
+        use bulkhead_virtio::spec::reg;
+        let mut w = |off: u64, v: u64| {
+            dev.write(off, 4, v).unwrap();
+        };
+        w(reg::STATUS, 1 | 2);
+        w(reg::DRIVER_FEATURES_SEL, 1);
+        w(reg::DRIVER_FEATURES, 1); // VERSION_1 (bit 32)
+        w(reg::DRIVER_FEATURES_SEL, 0);
+        w(reg::DRIVER_FEATURES, 0);
+        w(reg::STATUS, 1 | 2 | 8);
+        w(reg::QUEUE_SEL, 0);
+        w(reg::QUEUE_NUM, u64::from(RAW_QS));
+        w(reg::QUEUE_DESC_LOW, RAW_BASE + RAW_DESC);
+        w(reg::QUEUE_DESC_HIGH, 0);
+        w(reg::QUEUE_DRIVER_LOW, RAW_BASE + RAW_AVAIL);
+        w(reg::QUEUE_DRIVER_HIGH, 0);
+        w(reg::QUEUE_DEVICE_LOW, RAW_BASE + RAW_USED);
+        w(reg::QUEUE_DEVICE_HIGH, 0);
+        w(reg::QUEUE_READY, 1);
+        w(reg::STATUS, 1 | 2 | 8 | 4);
+        assert_eq!(dev.status() & 64, 0, "device accepted the set-up");
+        RawGuest {
+            ram: vec![0; 0x10000 + 4096 * usize::from(RAW_QS / 3)],
+            avail_idx: 0,
+            used_seen: 0,
+            free: (0..RAW_QS / 3).rev().collect(),
+        }
+    }
+
+    /// Slots free for another request.
+    pub fn can_post(&self) -> bool {
+        !self.free.is_empty()
+    }
+
+    /// Posts a 4 KiB read of `sector`; returns its slot.
+    pub fn post_read(&mut self, sector: u64) -> u16 {
+        let h = self.free.pop().unwrap();
+        let hdr = RAW_HDR + 32 * u64::from(h);
+        let data = RAW_DATA + 4096 * u64::from(h);
+        let put = |ram: &mut Vec<u8>, at: u64, b: &[u8]| {
+            ram[at as usize..at as usize + b.len()].copy_from_slice(b);
+        };
+        let mut hb = [0u8; 16];
+        hb[8..16].copy_from_slice(&sector.to_le_bytes());
+        put(&mut self.ram, hdr, &hb);
+        let descs = [(hdr, 16u32, 1u16), (data, 4096, 3), (hdr + 16, 1, 2)];
+        for (k, (addr, len, flags)) in descs.into_iter().enumerate() {
+            let i = 3 * h + k as u16;
+            let mut d = [0u8; 16];
+            d[0..8].copy_from_slice(&(RAW_BASE + addr).to_le_bytes());
+            d[8..12].copy_from_slice(&len.to_le_bytes());
+            d[12..14].copy_from_slice(&flags.to_le_bytes());
+            d[14..16].copy_from_slice(&(i + 1).to_le_bytes());
+            put(&mut self.ram, RAW_DESC + 16 * u64::from(i), &d);
+        }
+        let slot = RAW_AVAIL + 4 + 2 * u64::from(self.avail_idx % RAW_QS);
+        put(&mut self.ram, slot, &(3 * h).to_le_bytes());
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        let idx = self.avail_idx;
+        put(&mut self.ram, RAW_AVAIL + 2, &idx.to_le_bytes());
+        h
+    }
+
+    /// Collects completions: returns how many, checking every status is OK.
+    pub fn reap(&mut self) -> usize {
+        let at = RAW_USED as usize + 2;
+        let idx = u16::from_le_bytes([self.ram[at], self.ram[at + 1]]);
+        let mut n = 0;
+        while self.used_seen != idx {
+            let e = RAW_USED as usize + 4 + 8 * usize::from(self.used_seen % RAW_QS);
+            let head = u16::from_le_bytes([self.ram[e], self.ram[e + 1]]);
+            let h = head / 3;
+            let st = RAW_HDR as usize + 32 * usize::from(h) + 16;
+            assert_eq!(self.ram[st], 0, "read failed");
+            self.free.push(h);
+            self.used_seen = self.used_seen.wrapping_add(1);
+            n += 1;
+        }
+        n
+    }
+
+    /// The 4 KiB read into slot `h`.
+    pub fn data(&self, h: u16) -> &[u8] {
+        let at = RAW_DATA as usize + 4096 * usize::from(h);
+        &self.ram[at..at + 4096]
+    }
+}
