@@ -25,6 +25,7 @@ pub static BOARD: Board = Board {
     // Empty (low > high): no interrupt can be claimed; host devices reach
     // drivers through the host-binding file, not `<irq>`.
     irq_range: (1, 0),
+    reserved_irqs: &[],
     // The runtime pins the PDs of each Microkit core to one host CPU; it
     // offers as many cores as the aarch64 boards so the same SMP
     // descriptions check here.

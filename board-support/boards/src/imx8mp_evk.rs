@@ -116,9 +116,14 @@ pub static BOARD: Board = Board {
         },
     ],
     devices: DEVICES,
-    // SPIs only, up to seL4's MAX_IRQ (192) for this SoC; see
-    // `qemu_virt_aarch64` for why PPIs are excluded.
-    irq_range: (32, 192),
+    // Up to seL4's MAX_IRQ (192) for this SoC.
+    // PPIs 16..=31 are per-core; seL4 (hypervisor configs) keeps 25 (VGIC
+    // maintenance), 26 (EL2 physical timer, the kernel's tick) and 27 (the
+    // virtual timer, delivered to VMMs as vPPI events). The others, e.g. the
+    // EL1 physical timer (30) that sDDF's timer driver claims, are a PD's to
+    // claim. SGIs (0..=15) never are.
+    irq_range: (16, 192),
+    reserved_irqs: &[25, 26, 27],
     cores: 4,
     gic: Some(Gic::V3),
     user_vaddr_top: 1 << 40,

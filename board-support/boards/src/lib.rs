@@ -105,6 +105,9 @@ pub struct Board {
     pub devices: &'static [Device],
     /// Lowest and highest interrupt number a PD may claim (inclusive).
     pub irq_range: (u64, u64),
+    /// Interrupts inside [`Board::irq_range`] that the kernel keeps for
+    /// itself, so no PD may claim them.
+    pub reserved_irqs: &'static [u64],
     /// Number of CPU cores the SMP configs use; non-SMP configs use one.
     pub cores: u32,
     /// Interrupt controller.
@@ -191,7 +194,7 @@ impl Board {
     /// i.e. whose low bound exceeds its high bound, like `host`).
     pub fn irq_claimable(&self, irq: u64) -> bool {
         let (lo, hi) = self.irq_range;
-        lo <= irq && irq <= hi
+        lo <= irq && irq <= hi && !self.reserved_irqs.contains(&irq)
     }
 
     /// Whether `addr` fits in this board's physical address space

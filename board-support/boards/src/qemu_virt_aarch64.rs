@@ -269,10 +269,14 @@ pub static BOARD: Board = Board {
         size: 0x8000_0000,
     }],
     devices: DEVICES,
-    // SPIs only: INTID 32 up to seL4's MAX_IRQ (159) for this platform.
-    // PPIs (16..=31) are per-core and partly the kernel's (timer, VGIC
-    // maintenance), so we never hand them to a PD.
-    irq_range: (32, 159),
+    // Up to seL4's MAX_IRQ (159) for this platform.
+    // PPIs 16..=31 are per-core; seL4 (hypervisor configs) keeps 25 (VGIC
+    // maintenance), 26 (EL2 physical timer, the kernel's tick) and 27 (the
+    // virtual timer, delivered to VMMs as vPPI events). The others, e.g. the
+    // EL1 physical timer (30) that sDDF's timer driver claims, are a PD's to
+    // claim. SGIs (0..=15) never are.
+    irq_range: (16, 159),
+    reserved_irqs: &[25, 26, 27],
     cores: 4,
     gic: Some(Gic::V2),
     // seL4_UserTop is 0xff_ffff_ffff for hypervisor configs with 40-bit PA;

@@ -389,7 +389,19 @@ impl<'a> Ctx<'a> {
                 }
                 if let Some(b) = board {
                     let (lo, hi) = b.irq_range;
-                    if irq.irq < lo || irq.irq > hi {
+                    if b.reserved_irqs.contains(&irq.irq) {
+                        self.error(
+                            "E085",
+                            &irq.loc,
+                            "irq",
+                            Some("irq"),
+                            format!("interrupt {} is the kernel's own on board {}", irq.irq, b.name),
+                            format!(
+                                "seL4 keeps interrupts {:?} on {} (VGIC maintenance and its timers); a PD cannot claim them",
+                                b.reserved_irqs, b.name
+                            ),
+                        );
+                    } else if irq.irq < lo || irq.irq > hi {
                         let hint = if lo > hi {
                             format!(
                                 "board {} has no interrupts a PD can claim; remove the <irq>",
@@ -1258,6 +1270,7 @@ mod tests {
         }],
         devices: &[],
         irq_range: (32, 100),
+        reserved_irqs: &[],
         cores: 2,
         gic: None,
         user_vaddr_top: 1 << 39,

@@ -167,6 +167,7 @@ pub const RULES: &[Rule] = &[
     Rule { code: "E081", name: "phys-beyond-pa", summary: "phys_addr beyond the board's physical address width" },
     Rule { code: "E082", name: "irq-range", summary: "interrupt number outside the board's range" },
     Rule { code: "E083", name: "no-hypervisor", summary: "virtual machines need a hypervisor (EL2) board" },
+    Rule { code: "E085", name: "irq-kernel-reserved", summary: "interrupt the kernel keeps for itself on this board (VGIC maintenance, its timers)" },
     Rule { code: "E084", name: "host-phys-addr", summary: "the host board has no physical memory to name" },
     Rule { code: "E090", name: "x86-only", summary: "x86-only element or attribute on an aarch64/host system" },
     Rule { code: "W001", name: "long-name", summary: "name longer than 64 bytes: the runtime sees only the first 64" },
