@@ -224,6 +224,8 @@ struct Slot {
     client: usize,
     req: Pending,
     seq: u32,
+    /// The client restarted since: finish at the driver, tell nobody.
+    orphan: bool,
 }
 
 /// Why a driver response was refused.
@@ -304,6 +306,7 @@ impl<const Q: usize, const D: usize> Virtualiser<Q, D> {
                 client: 0,
                 req: NO_PENDING,
                 seq: 0,
+                orphan: false,
             }; D],
             slot_bytes,
             next: 0,
@@ -445,7 +448,7 @@ impl<const Q: usize, const D: usize> Virtualiser<Q, D> {
             status,
         };
         self.slots[i].state = SlotState::Done(status);
-        if hops.to_client(s.client, &rsp) {
+        if s.orphan || hops.to_client(s.client, &rsp) {
             self.slots[i].state = SlotState::Free;
             let c = &mut self.clients[s.client];
             c.held -= 1;
@@ -497,7 +500,14 @@ impl<const Q: usize, const D: usize> Virtualiser<Q, D> {
                 }
                 continue;
             }
-            if c.held >= share || !Self::has_budget(c) {
+            // A restarted client's new requests wait until the driver has
+            // finished its old incarnation's: an old write must not land
+            // after a new one to the same sectors.
+            let fenced = self
+                .slots
+                .iter()
+                .any(|s| s.orphan && s.client == ci && s.state != SlotState::Free);
+            if c.held >= share || !Self::has_budget(c) || fenced {
                 continue;
             }
             let Some(i) = self.slots.iter().position(|s| s.state == SlotState::Free) else {
@@ -528,13 +538,20 @@ impl<const Q: usize, const D: usize> Virtualiser<Q, D> {
                 client: ci,
                 req: p,
                 seq,
+                orphan: false,
             };
             let c = &mut self.clients[ci];
             c.queue.pop();
             c.held += 1;
             c.stats.dispatched = c.stats.dispatched.saturating_add(1);
             c.tokens_req -= 1;
-            c.tokens_bytes = c.tokens_bytes.saturating_sub(i64::from(p.len));
+            // Bytes moved, whether as payload or as zeroes/discards.
+            let cost = if p.op == Op::Flush {
+                0
+            } else {
+                i64::from(p.count) * 512
+            };
+            c.tokens_bytes = c.tokens_bytes.saturating_sub(cost);
             moved = true;
             if hops.to_driver(&self.driver_request(i)) {
                 self.slots[i].state = SlotState::Sent;
@@ -571,7 +588,7 @@ impl<const Q: usize, const D: usize> Virtualiser<Q, D> {
         }
         let s = self.slots[i];
         let mut status = rsp.status;
-        if status == Status::Ok && s.req.op == Op::Read {
+        if status == Status::Ok && s.req.op == Op::Read && !s.orphan {
             let drv_off = u64::try_from(i).unwrap_or(0) * u64::from(self.slot_bytes);
             if !hops.driver_to_client(s.client, drv_off, s.req.client_off, s.req.len) {
                 status = Status::IoErr;
@@ -579,6 +596,31 @@ impl<const Q: usize, const D: usize> Virtualiser<Q, D> {
         }
         self.finish_slot(i, status, hops);
         Ok(())
+    }
+
+    /// Client `client` (its VMM or guest) restarted: its queued requests
+    /// are dropped, and requests the driver holds for it finish there (a
+    /// write may land, as it may on a real disk when power fails
+    /// mid-request) without a response to the new incarnation, whose ids
+    /// they would not match. The new incarnation's requests are held back
+    /// until those have finished.
+    pub fn client_restarted(&mut self, client: usize) {
+        let Some(c) = self.clients[..self.nclients].get_mut(client) else {
+            return;
+        };
+        c.queue.head = 0;
+        c.queue.len = 0;
+        for s in &mut self.slots {
+            if s.client != client || s.state == SlotState::Free {
+                continue;
+            }
+            if matches!(s.state, SlotState::Done(_)) {
+                s.state = SlotState::Free;
+                c.held -= 1;
+            } else {
+                s.orphan = true;
+            }
+        }
     }
 
     /// The driver restarted: everything it held is lost on its side, so
