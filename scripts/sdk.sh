@@ -16,7 +16,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PD_PACKAGES=${PD_PACKAGES:-bulkhead-hello-pd}
+PD_PACKAGES=${PD_PACKAGES:-bulkhead-hello-pd bulkhead-example-pds}
 CARGO=${CARGO:-cargo}
 
 say() { printf 'sdk.sh: %s\n' "$*" >&2; }

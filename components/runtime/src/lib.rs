@@ -27,9 +27,9 @@
 //! allow-list keeps it from acquiring one.
 //!
 //! Backends: `target_os = "linux"` is the host board (module `host`);
-//! `target_os = "none"` is the seL4 backend (module `sel4`, a placeholder
-//! that returns [`RuntimeError::BackendNotImplemented`] until the seL4 issue
-//! lands).
+//! `target_os = "none"` is the seL4 backend (module `sel4`, on the libmicrokit
+//! ABI of `bulkhead-sel4-abi`; packable by the Microkit tool when built with
+//! `MICROKIT_SDK`/`MICROKIT_BOARD`/`MICROKIT_CONFIG` set).
 #![no_std]
 
 // The host backend links `std` only for its panic machinery (unwinding in the
@@ -52,6 +52,10 @@ pub use host::host_resource;
 #[cfg(target_os = "none")]
 #[doc(hidden)]
 pub mod sel4;
+/// The ABI crate, for [`protection_domain!`]'s expansion on seL4.
+#[cfg(target_os = "none")]
+#[doc(hidden)]
+pub use bulkhead_sel4_abi as __sel4_abi;
 #[cfg(target_os = "none")]
 use sel4 as backend;
 
@@ -61,20 +65,62 @@ pub use bulkhead_config;
 /// Declares the PD's [`Handler`] type and provides the process entry point
 /// (and, on seL4, the panic handler) for the current backend.
 ///
-/// Use it exactly once, in the PD's binary crate.
+/// Use it exactly once, in the PD's binary crate. A PD that uses memory
+/// regions names them (their memory-region names) with the permissions it
+/// maps them with: `protection_domain!(Ping, regions: [seq: rw])`. On the
+/// host board the list is not needed (the supervisor tells the runtime the
+/// maps); on seL4 it declares the symbols `<name>_vaddr` and `<name>_size`
+/// that the Microkit tool patches, so the PD's `<map>` in the `.system` file
+/// must say `setvar_vaddr="<name>_vaddr" setvar_size="<name>_size"`.
+/// [`Region::get`] then finds the region by name on both backends.
 #[macro_export]
 macro_rules! protection_domain {
-    ($pd:ty) => {
+    ($pd:ty $(, regions: [$($region:ident : $perms:ident),* $(,)?])? $(,)?) => {
         #[cfg(target_os = "linux")]
         #[no_mangle]
         extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
             $crate::__start::<$pd>()
         }
 
+        /// The symbols the Microkit tool patches for this PD's regions.
+        #[cfg(target_os = "none")]
+        #[allow(non_snake_case, non_upper_case_globals)]
+        mod __bulkhead_regions {
+            $($(
+                pub mod $region {
+                    #[doc = concat!("`setvar_vaddr` of region `", stringify!($region), "`.")]
+                    #[export_name = concat!(stringify!($region), "_vaddr")]
+                    #[used]
+                    #[link_section = ".data.microkit"]
+                    pub static VADDR: $crate::__sel4_abi::symbols::Patched<u64> =
+                        $crate::__sel4_abi::symbols::Patched::new(0);
+                    #[doc = concat!("`setvar_size` of region `", stringify!($region), "`.")]
+                    #[export_name = concat!(stringify!($region), "_size")]
+                    #[used]
+                    #[link_section = ".data.microkit"]
+                    pub static SIZE: $crate::__sel4_abi::symbols::Patched<u64> =
+                        $crate::__sel4_abi::symbols::Patched::new(0);
+                }
+            )*)?
+        }
+
+        #[cfg(target_os = "none")]
+        static __BULKHEAD_REGIONS: &[$crate::sel4::RegionDecl] = &[
+            $($(
+                $crate::sel4::RegionDecl {
+                    name: stringify!($region),
+                    vaddr: &__bulkhead_regions::$region::VADDR,
+                    size: &__bulkhead_regions::$region::SIZE,
+                    perms: $crate::sel4::perms(stringify!($perms)),
+                },
+            )*)?
+        ];
+
         #[cfg(target_os = "none")]
         #[no_mangle]
+        #[link_section = ".text.start"]
         extern "C" fn _start() -> ! {
-            $crate::__start::<$pd>()
+            $crate::__start::<$pd>(__BULKHEAD_REGIONS)
         }
 
         #[cfg(target_os = "none")]
@@ -105,8 +151,8 @@ pub fn __start<H: Handler>() -> i32 {
 /// Entry point used by [`protection_domain!`]; not part of the API.
 #[doc(hidden)]
 #[cfg(target_os = "none")]
-pub fn __start<H: Handler>() -> ! {
-    backend::start::<H>()
+pub fn __start<H: Handler>(regions: &'static [sel4::RegionDecl]) -> ! {
+    backend::start::<H>(regions)
 }
 
 /// Panic handler used by [`protection_domain!`] on seL4; not part of the API.

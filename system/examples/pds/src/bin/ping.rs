@@ -61,4 +61,4 @@ impl Handler for Ping {
     }
 }
 
-bulkhead_runtime::protection_domain!(Ping);
+bulkhead_runtime::protection_domain!(Ping, regions: [seq: rw]);

@@ -49,4 +49,4 @@ impl Handler for Pong {
     }
 }
 
-bulkhead_runtime::protection_domain!(Pong);
+bulkhead_runtime::protection_domain!(Pong, regions: [seq: rw]);

@@ -30,4 +30,4 @@ impl Handler for Writer {
     fn notified(&mut self, _channels: ChannelSet) {}
 }
 
-bulkhead_runtime::protection_domain!(Writer);
+bulkhead_runtime::protection_domain!(Writer, regions: [ro: r]);
