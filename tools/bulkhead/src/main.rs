@@ -12,6 +12,7 @@ mod inspect;
 mod policy;
 mod prove;
 mod run;
+mod separation;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,9 @@ enum Command {
     /// Compose a system (.system, per-PD configuration, guest device trees,
     /// host bindings) from a short declarative description.
     Compose(compose::ComposeArgs),
+    /// Run the safety-separation checklist (ISO 26262-6 Annex D) on the
+    /// host board and write its reports.
+    TestSeparation(separation::SeparationArgs),
 }
 
 /// Exit code for usage errors (clap uses the same).
@@ -69,5 +73,6 @@ fn main() -> ExitCode {
         Command::Prove(args) => prove::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Compose(args) => compose::run(&args),
+        Command::TestSeparation(args) => separation::run(&args),
     }
 }

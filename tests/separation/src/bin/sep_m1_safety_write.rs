@@ -1,0 +1,23 @@
+//! M1 attacker: writes the address where the safety CAN ring (can_cluster_resp) lives in cluster_vmm and can_virt.
+#![no_std]
+#![no_main]
+
+use bulkhead_runtime::{debug_println, halt, ChannelSet, Handler};
+#[allow(unused_imports)]
+use bulkhead_separation_pds::*;
+
+struct Attacker;
+
+impl Handler for Attacker {
+    fn init() -> Self {
+        debug_println!("sep: writing safety ring address {SAFETY_RING_VADDR:#x}");
+        // SAFETY: an attack: a store to an address this PD has no map at.
+        unsafe { core::ptr::write_volatile(SAFETY_RING_VADDR as *mut u64, 0xdead) };
+        debug_println!("sep: ATTACK SUCCEEDED: wrote the safety ring address");
+        halt(3)
+    }
+
+    fn notified(&mut self, _channels: ChannelSet) {}
+}
+
+bulkhead_runtime::protection_domain!(Attacker);
