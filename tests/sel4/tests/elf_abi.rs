@@ -116,3 +116,59 @@ fn a_position_independent_executable_is_rejected() {
         r.problems
     );
 }
+
+/// The `system/examples` PDs (crate `bulkhead-example-pds`, on the
+/// runtime's seL4 backend) with the region setvars their `.system` files
+/// name (`setvar_vaddr="<mr>_vaddr" setvar_size="<mr>_size"`).
+const EXAMPLE_PDS: &[(&str, &[&str])] = &[
+    ("hello", &[]),
+    ("ping", &["seq_vaddr", "seq_size"]),
+    ("pong", &["seq_vaddr", "seq_size"]),
+    ("server", &[]),
+    ("client", &[]),
+    ("parent", &[]),
+    ("crasher", &[]),
+    ("writer", &["ro_vaddr", "ro_size"]),
+];
+
+#[test]
+fn example_pds_on_the_runtime_satisfy_the_microkit_tool() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sel4-aarch64");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--target",
+            "aarch64-unknown-none",
+            "-p",
+            "bulkhead-example-pds",
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .status()
+        .expect("cargo runs");
+    assert!(
+        status.success(),
+        "building the example PDs for aarch64-unknown-none failed"
+    );
+    for (bin, setvars) in EXAMPLE_PDS {
+        let elf = std::fs::read(target_dir.join("aarch64-unknown-none/debug").join(bin))
+            .unwrap_or_else(|e| panic!("{bin}: {e}"));
+        let r = check_pd_elf(&elf, setvars);
+        assert!(r.problems.is_empty(), "{bin}: {:#?}", r.problems);
+        assert_eq!(r.entry, 0x20_0000, "{bin}: entry");
+        assert_eq!(
+            r.symbols.len(),
+            PATCHED_SYMBOLS.len() + setvars.len(),
+            "{bin}: every patched symbol and setvar found"
+        );
+        for s in &r.segments {
+            assert!(
+                s.flags & 0b011 != 0b011,
+                "{bin}: segment at {:#x} is W+X",
+                s.vaddr
+            );
+        }
+    }
+}
