@@ -13,3 +13,4 @@
 
 pub mod fault;
 pub mod psci;
+pub mod vgic;
