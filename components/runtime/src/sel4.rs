@@ -235,10 +235,17 @@ fn run<H: Handler>(pd: Pd<H>) -> ! {
     }
 }
 
-/// Prints the panic (debug configs) and stops the PD.
+/// Prints the panic (debug configs) and ends in an undefined-instruction
+/// fault, as on the host board: the parent's `fault()` (or the monitor)
+/// learns of it like any other fault, and a restart is possible.
 pub(crate) fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     crate::__print_line(format_args!("{}: PANIC: {}", pd_name(), info.message()));
-    halt(101)
+    loop {
+        // SAFETY: `udf` touches no memory or registers; it traps to the
+        // kernel, which suspends this thread and sends its fault handler a
+        // UserException. If that handler resumes us, we trap again.
+        unsafe { core::arch::asm!("udf #0", options(nomem, nostack)) };
+    }
 }
 
 /// Whether this build's kernel has `seL4_DebugPutChar`.
