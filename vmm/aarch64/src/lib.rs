@@ -11,6 +11,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod boot;
 pub mod fault;
 pub mod psci;
 pub mod vgic;

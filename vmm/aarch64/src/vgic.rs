@@ -275,7 +275,7 @@ impl<const N: usize> Vgic<N> {
 
     /// The guest EOIed the interrupt in list register `index` (the
     /// maintenance interrupt): free it, re-pend a level interrupt whose
-    /// line is still high (that is [`Vgic::pending`]'s rule, nothing to
+    /// line is still high (a level interrupt is pending while its line is high, so nothing to
     /// do), and refill from the queue.
     ///
     /// # Errors
