@@ -52,6 +52,10 @@ pub use host::host_resource;
 #[cfg(target_os = "none")]
 #[doc(hidden)]
 pub mod sel4;
+/// The seL4 backend's pure logic, unit-tested on the host.
+#[cfg(all(test, not(target_os = "none")))]
+#[path = "sel4/logic.rs"]
+mod sel4_logic;
 /// The ABI crate, for [`protection_domain!`]'s expansion on seL4.
 #[cfg(target_os = "none")]
 #[doc(hidden)]

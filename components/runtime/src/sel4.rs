@@ -3,23 +3,23 @@
 //! What maps to what (libmicrokit 2.3.0 semantics; facts and sources are in
 //! `components/sel4-abi/README.md`):
 //!
-//! - entry: [`start`] runs [`Handler::init`] and then sel4-abi's event loop
+//! - entry: `start` runs [`Handler::init`] and then sel4-abi's event loop
 //!   (`event_loop::run`) with the handler behind its `Dispatch` trait; a
 //!   passive PD hands its scheduling context back exactly as libmicrokit.
-//! - [`notify`]: `seL4_Signal` on cap 10+id after checking
+//! - `notify`: `seL4_Signal` on cap 10+id after checking
 //!   `microkit_notifications` (`microkit_notify`); immediate, never deferred.
-//! - [`pp_call`]: `seL4_Call` on cap 74+id after checking `microkit_pps`;
+//! - `pp_call`: `seL4_Call` on cap 74+id after checking `microkit_pps`;
 //!   MRs are copied between the runtime's registers and the IPC buffer.
-//! - [`irq_ack`]: `IRQAckIRQ` on cap 138+id after checking `microkit_irqs`
+//! - `irq_ack`: `IRQAckIRQ` on cap 138+id after checking `microkit_irqs`
 //!   (`microkit_irq_ack`, immediate; label from the SDK).
 //! - regions: the tool patches `<name>_vaddr` / `<name>_size` (`setvar_vaddr`
 //!   / `setvar_size` on the PD's `<map>`) into statics that
 //!   [`protection_domain!`](crate::protection_domain) declares from its
-//!   `regions: [name: perms, …]` list; [`region`] looks the name up there.
+//!   `regions: [name: perms, …]` list; `region` looks the name up there.
 //! - children: `TCBWriteRegisters` (PC = entry, resume) on cap 202+id
 //!   (`microkit_pd_restart`), `TCBSuspend` (`microkit_pd_stop`).
 //! - child faults (badge bit 62): the seL4 fault message is translated to
-//!   the runtime's fault message (label [`FaultKind`], MR0 pc, MR1 address,
+//!   the runtime's fault message (label [`FaultKind`](crate::FaultKind), MR0 pc, MR1 address,
 //!   MR2 fault status) before [`Handler::fault`] sees it, so
 //!   [`FaultInfo::from_message`](crate::FaultInfo::from_message) reads the
 //!   same thing on both backends.
@@ -46,15 +46,19 @@ use bulkhead_sel4_abi::syscall;
 use bulkhead_sel4_abi::MessageInfo as AbiInfo;
 
 use crate::api::{
-    mr_get, mr_set, Channel, ChannelSet, Child, FaultKind, Handler, MessageInfo, Perms, Region,
-    RuntimeError, MAX_MRS,
+    mr_get, mr_set, Channel, ChannelSet, Child, Handler, MessageInfo, Perms, Region, RuntimeError,
+    MAX_MRS,
 };
 
 /// Where every PD built with our linker script (`link/microkit-pd.ld`)
 /// starts: `_start` is the first thing in `.text` at the link address.
-/// [`child_restart`] sets a child's PC here, as `microkit_pd_restart(ch,
+/// `child_restart` sets a child's PC here, as `microkit_pd_restart(ch,
 /// entry)` callers do with the child's known entry point.
 pub const PD_ENTRY: u64 = 0x20_0000;
+
+mod logic;
+pub use logic::perms;
+use logic::{channel_refusal, translate_fault};
 
 /// One memory region a PD declares in `protection_domain!(…, regions: […])`.
 /// Built by that macro only.
@@ -67,31 +71,6 @@ pub struct RegionDecl {
     pub size: &'static Patched<u64>,
     /// The permissions the PD declares it maps the region with.
     pub perms: Perms,
-}
-
-/// Parses a `regions:` permission word (`r`, `rw`, `rx`, `rwx`) for
-/// `protection_domain!`; anything else stops the build (const evaluation).
-// The macro only calls this in a `static` initializer, so the panic is a
-// compile-time error naming the bad word, never a runtime panic.
-#[allow(clippy::panic)]
-pub const fn perms(word: &str) -> Perms {
-    let b = word.as_bytes();
-    let mut p = Perms {
-        read: false,
-        write: false,
-        execute: false,
-    };
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'r' => p.read = true,
-            b'w' => p.write = true,
-            b'x' => p.execute = true,
-            _ => panic!("region perms must be made of r, w and x"),
-        }
-        i += 1;
-    }
-    p
 }
 
 /// The PD's region table (set once in [`start`], before `init`).
@@ -133,51 +112,6 @@ fn mrs_to_ipc_buffer(count: u64) {
 
 fn to_abi(msg: MessageInfo) -> AbiInfo {
     AbiInfo::with_label(msg.label(), msg.count())
-}
-
-/// seL4 fault labels (libsel4 `sel4_arch/types_gen.h`, aarch64 MCS).
-mod fault_label {
-    /// `seL4_Fault_CapFault`.
-    pub const CAP: u64 = 1;
-    /// `seL4_Fault_UnknownSyscall`.
-    pub const UNKNOWN_SYSCALL: u64 = 2;
-    /// `seL4_Fault_UserException`.
-    pub const USER_EXCEPTION: u64 = 3;
-    /// `seL4_Fault_DebugException`.
-    pub const DEBUG_EXCEPTION: u64 = 4;
-    /// `seL4_Fault_VMFault`.
-    pub const VM: u64 = 6;
-}
-
-/// MR index of `FaultIP` in an `UnknownSyscall` message (after x0..x7).
-const UNKNOWN_SYSCALL_IP_MR: usize = 8;
-
-/// Translates an seL4 fault message (label, raw MRs) into the runtime's:
-/// (kind, pc, address, detail).
-///
-/// VMFault MRs: IP, Addr, PrefetchFault, FSR. The FSR's fault status code
-/// (bits 5:0) says translation (0b0001xx: unmapped), access flag (0b0010xx)
-/// or permission (0b0011xx) fault; alignment (0b100001) is a bus error.
-pub fn translate_fault(label: u64, mr: &dyn Fn(usize) -> u64) -> (FaultKind, u64, u64, u64) {
-    match label {
-        fault_label::VM => {
-            let fsr = mr(3);
-            let kind = match fsr & 0x3f {
-                0b00_0100..=0b00_0111 => FaultKind::Unmapped,
-                0b00_1100..=0b00_1111 => FaultKind::Permission,
-                0b10_0001 => FaultKind::Bus,
-                _ => FaultKind::Other,
-            };
-            (kind, mr(0), mr(1), fsr)
-        }
-        fault_label::USER_EXCEPTION => (FaultKind::Instruction, mr(0), 0, mr(3)),
-        fault_label::UNKNOWN_SYSCALL => {
-            (FaultKind::ForbiddenSyscall, mr(UNKNOWN_SYSCALL_IP_MR), 0, 0)
-        }
-        fault_label::DEBUG_EXCEPTION => (FaultKind::Breakpoint, mr(0), 0, 0),
-        fault_label::CAP => (FaultKind::Other, mr(0), mr(1), 0),
-        _ => (FaultKind::Other, 0, 0, label),
-    }
 }
 
 impl<H: Handler> Dispatch for Pd<H> {
@@ -268,16 +202,6 @@ pub(crate) fn write_line(line: &[u8]) {
     }
     for &b in line {
         syscall::debug_put_char(b);
-    }
-}
-
-/// Why a channel id is refused: not in `mask` → the more precise of
-/// "exists with the other right" and "undeclared".
-fn channel_refusal(id: u8, other_mask: u64, other: RuntimeError) -> RuntimeError {
-    if u64::from(id) < caps::MAX_CHANNELS && other_mask & (1 << id) != 0 {
-        other
-    } else {
-        RuntimeError::UndeclaredChannel(id)
     }
 }
 
