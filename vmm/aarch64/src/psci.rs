@@ -7,6 +7,9 @@
 //! guest off or reset it). vCPU `k` has MPIDR affinity Aff0 = `k` (Aff1..3
 //! zero): the backend programs VMPIDR_EL2 and the guest device tree's
 //! `/cpus/cpu@k` `reg` with [`mpidr_of`] so the three agree.
+//!
+//! CPU_ON of a second vCPU is only useful once the virtual GIC banks
+//! per-vCPU state; `vgic` models one vCPU today.
 
 /// PSCI version reported: 1.1 (major in bits `[31:16]`, minor in `[15:0]`).
 pub const VERSION_1_1: u32 = 0x0001_0001;

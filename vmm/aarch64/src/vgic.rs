@@ -11,7 +11,8 @@
 //! VirtualID `[9:0]`, PhysicalID `[19:10]` (EOI `[19]` when HW is 0),
 //! Priority `[27:23]`, State `[29:28]`, Grp1 `[30]`, HW `[31]`.
 //!
-//! The model is one vCPU (CPU interface 0). The guest's CPU interface is the
+//! The model is one vCPU (CPU interface 0); an SMP guest needs SGI/PPI
+//! state banked per vCPU and SGIR routing between them, which is not here. The guest's CPU interface is the
 //! hardware GICV frame mapped at the guest's GICC address, so it is not
 //! emulated here. The state of an interrupt sitting in a list register
 //! belongs to the hardware (the guest acknowledges and EOIs it directly);
@@ -56,7 +57,9 @@ pub enum LrState {
 pub struct ListRegister {
     /// Virtual INTID the guest sees.
     pub vintid: u16,
-    /// Priority (only bits `[7:3]` reach the hardware).
+    /// Priority, as the guest wrote it to GICD_IPRIORITYR. GICH_LR holds
+    /// only bits `[7:3]`: a backend whose interface takes the 5-bit field
+    /// passes `priority >> 3`.
     pub priority: u8,
     /// State.
     pub state: LrState,
