@@ -1,0 +1,26 @@
+//! i.MX uSDHC driver logic: SD card init, clocking, PIO block I/O, errors.
+//!
+//! ```ignore
+//! use drv_imx_usdhc::{Usdhc, VolatileMmio};
+//! // SAFETY: the uSDHC window is mapped into this PD by its .system file.
+//! let mut sd = Usdhc::new(unsafe { VolatileMmio::new(base) }, base_clk_hz);
+//! let card = sd.init()?;               // CMD0, CMD8, ACMD41, CMD2/3/9/7, ACMD6
+//! sd.read_blocks(0, &mut buf[..512])?; // CMD17; CMD18 + CMD12 for more
+//! ```
+//!
+//! Data moves by PIO through DATA_BUFF_ACC_PORT, not ADMA2: the block
+//! virtualiser's buffers are in memory this PD maps but whose physical
+//! addresses it would have to be told, and PIO keeps the controller from
+//! ever mastering the bus (no IOMMU on i.MX8M). The cost is CPU time per
+//! byte; ADMA2 is the upgrade once the PD knows its buffers' physical addresses.
+#![no_std]
+#![deny(unsafe_code)]
+
+pub mod mmio;
+pub mod regs;
+
+#[forbid(unsafe_code)]
+mod driver;
+
+pub use driver::*;
+pub use mmio::{Mmio, VolatileMmio};
