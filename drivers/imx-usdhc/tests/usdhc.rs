@@ -278,3 +278,40 @@ fn card_status_error_is_typed() {
     }
     assert_clean(&mut sd);
 }
+
+/// Every INT_STATUS error bit, latched by the controller on CMD17, comes
+/// back as its own typed error and leaves the controller clean.
+#[test]
+fn every_int_status_error_bit_is_typed() {
+    let cases = [
+        (INT_CTOE, SdError::CmdTimeout(17)),
+        (INT_CCE, SdError::CmdCrc(17)),
+        (INT_CEBE, SdError::CmdEndBit(17)),
+        (INT_CIE, SdError::CmdIndex(17)),
+        (INT_DTOE, SdError::DataTimeout),
+        (INT_DCE, SdError::DataCrc),
+        (INT_DEBE, SdError::DataEndBit),
+        (INT_AC12E, SdError::AutoCmd12),
+        (INT_DMAE, SdError::Adma(0)),
+        // CTOE with CCE is a CMD line conflict; reported as the timeout.
+        (INT_CTOE | INT_CCE, SdError::CmdTimeout(17)),
+    ];
+    let mut sd = ready();
+    let mut buf = vec![0u8; BLOCK];
+    for (bits, want) in cases {
+        sd.regs().faults.cmd_int = Some((17, bits));
+        assert_eq!(sd.read_blocks(3, &mut buf), Err(want), "bits {bits:#x}");
+        assert_clean(&mut sd);
+        assert!(sd.card().is_some(), "an I/O error does not forget the card");
+    }
+    sd.regs().faults = Faults::default();
+    sd.read_blocks(3, &mut buf).expect("still works");
+}
+
+#[test]
+fn wedged_controller_is_a_typed_error() {
+    let mut sd = ready();
+    sd.regs().faults.stuck_cmd_line = true;
+    let mut buf = vec![0u8; BLOCK];
+    assert_eq!(sd.read_blocks(0, &mut buf), Err(SdError::ControllerTimeout));
+}

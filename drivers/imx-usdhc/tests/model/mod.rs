@@ -166,6 +166,10 @@ pub struct Faults {
     pub data_timeout_block: Option<u32>,
     /// Pull the card out after this many data-port words.
     pub remove_after_words: Option<u32>,
+    /// Latch these raw INT_STATUS bits instead of completing this command.
+    pub cmd_int: Option<(u8, u32)>,
+    /// Hold PRES_STATE.CIHB set (a wedged CMD line).
+    pub stuck_cmd_line: bool,
 }
 
 pub struct UsdhcModel {
@@ -264,6 +268,12 @@ impl UsdhcModel {
             self.raw_int |= INT_CTOE;
             return;
         };
+        if let Some((i, bits)) = self.faults.cmd_int {
+            if i == idx {
+                self.raw_int |= bits;
+                return;
+            }
+        }
         if self.faults.cmd_timeout == Some(idx) {
             self.raw_int |= INT_CTOE;
             return;
@@ -341,6 +351,9 @@ impl Mmio for UsdhcModel {
             }
             PRES_STATE => {
                 let mut v = PRES_SDSTB;
+                if self.faults.stuck_cmd_line {
+                    v |= PRES_CIHB;
+                }
                 if self.card.is_some() {
                     v |= PRES_CINST;
                 }
