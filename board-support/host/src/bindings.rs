@@ -312,7 +312,8 @@ pub fn check_file(system_path: &Path) -> Vec<BindingDiagnostic> {
                 format!("[[guest]]: no virtual_machine named {:?}", g.vm),
             );
         }
-        if !base.join(&g.program).is_file() {
+        // A bare name is looked up on the program search path at run time.
+        if g.program.components().count() > 1 && !base.join(&g.program).is_file() {
             err(
                 &g.program.to_string_lossy(),
                 format!(

@@ -19,6 +19,7 @@
 //! report, restarts reset PC and SP.
 
 pub mod bindings;
+pub mod guest;
 pub mod plan;
 pub mod programs;
 mod supervise;
@@ -121,9 +122,30 @@ pub fn run_description(
         programs
             .push(programs::resolve(&pd.image, binds, base, &search).map_err(HostError::Program)?);
     }
+    // Test guests: `[[guest]]` programs, a path relative to the .system file
+    // or a bare name looked up like a PD program.
+    let mut guests = Vec::new();
+    for g in &binds.guest {
+        let vm = plan
+            .vms
+            .iter()
+            .position(|v| v.name == g.vm)
+            .ok_or_else(|| {
+                HostError::Bindings(format!("[[guest]]: no virtual_machine named {:?}", g.vm))
+            })?;
+        let direct = base.join(&g.program);
+        let program = if g.program.components().count() > 1 || direct.is_file() {
+            direct
+        } else {
+            let image = g.program.to_string_lossy().into_owned();
+            programs::resolve(&image, &bindings::Bindings::default(), base, &search)
+                .map_err(HostError::Program)?
+        };
+        guests.push((vm, program));
+    }
     let until_line = match &opts.until_line {
         Some(r) => Some(regex::Regex::new(r).map_err(|e| HostError::BadRegex(e.to_string()))?),
         None => None,
     };
-    run_plan(&plan, &programs, base, binds, opts, until_line)
+    run_plan(&plan, &programs, &guests, base, binds, opts, until_line)
 }

@@ -92,11 +92,26 @@ pub struct PdPlan {
     pub setvars: BTreeMap<String, u64>,
 }
 
+/// A `<virtual_machine>`: what its guest process gets on the host board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmPlan {
+    /// `<virtual_machine name>`.
+    pub name: String,
+    /// Index of its VMM (the PD it is declared in).
+    pub vmm: usize,
+    /// The vCPU a test guest runs as (the first `<vcpu>`).
+    pub vcpu: u8,
+    /// Its maps; `vaddr` is the guest-physical address.
+    pub maps: Vec<MapPlan>,
+}
+
 /// The whole plan.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     /// PDs, parents before children.
     pub pds: Vec<PdPlan>,
+    /// Virtual machines.
+    pub vms: Vec<VmPlan>,
     /// Memory regions.
     pub regions: Vec<RegionPlan>,
     /// Channel objects.
@@ -271,6 +286,46 @@ impl Plan {
                     .collect::<Result<Vec<_>, _>>()?,
                 None => Vec::new(),
             };
+            if let Some(vm) = &pd.virtual_machine {
+                let mut vm_maps = Vec::new();
+                for m in &vm.maps {
+                    let region = sd
+                        .memory_regions
+                        .iter()
+                        .position(|r| r.name == m.mr)
+                        .ok_or_else(|| PlanError::UnknownRegion {
+                            pd: vm.name.clone(),
+                            mr: m.mr.clone(),
+                        })?;
+                    let size = plan.regions[region].size;
+                    // The guest process maps RAM at its guest-physical
+                    // address, so it must fit the same window as PD maps.
+                    let end = m.vaddr.checked_add(size);
+                    if m.vaddr % 0x1000 != 0
+                        || m.vaddr < MIN_VADDR
+                        || end.is_none_or(|e| e > MAX_VADDR)
+                    {
+                        return Err(PlanError::BadVaddr {
+                            pd: vm.name.clone(),
+                            mr: m.mr.clone(),
+                            vaddr: m.vaddr,
+                        });
+                    }
+                    vm_maps.push(MapPlan {
+                        region,
+                        vaddr: m.vaddr,
+                        size,
+                        perms: perms_bits(&m.perms),
+                        symbol: String::new(),
+                    });
+                }
+                plan.vms.push(VmPlan {
+                    name: vm.name.clone(),
+                    vmm: index,
+                    vcpu: vcpus.first().copied().unwrap_or(0),
+                    maps: vm_maps,
+                });
+            }
             plan.pds.push(PdPlan {
                 name: pd.name.clone(),
                 priority: pd.priority,

@@ -12,9 +12,10 @@ use bulkhead_runtime::wire::{
     BootChannel, BootRegion, BootWriter, Control, CONTROL_LEN, MAX_BOOT_FDS, MAX_BOOT_LEN,
     PPC_BUF_SIZE,
 };
-use bulkhead_runtime::FaultKind;
+use bulkhead_runtime::{FaultKind, VmFaultInfo};
 
 use crate::bindings::Bindings;
+use crate::guest;
 use crate::plan::{ChanObject, Plan};
 use crate::{sys, HostError, RunOptions};
 
@@ -89,7 +90,23 @@ struct Proc {
     killed_by_us: bool,
 }
 
+/// A test guest: a host program that plays a `<virtual_machine>`'s vCPU.
+struct GuestProc {
+    /// Index into [`Plan::vms`].
+    vm: usize,
+    pid: libc::pid_t,
+    /// The supervisor's end of the guest's interrupt eventfd.
+    irq: OwnedFd,
+    out: [Option<OwnedFd>; 2],
+    buf: [Vec<u8>; 2],
+    /// The access the VMM is emulating, with the registers at the fault.
+    waiting: Option<(guest::Decoded, libc::user_regs_struct)>,
+    dead: bool,
+}
+
 const TOK_SIGNAL: u64 = u64::MAX;
+/// Token bit of a guest's output streams (`TOK_GUEST | g << 8 | stream`).
+const TOK_GUEST: u64 = 1 << 40;
 const TOK_CTL: u64 = 0;
 const TOK_OUT: u64 = 1;
 const TOK_ERR: u64 = 2;
@@ -100,6 +117,7 @@ pub const STATUS_TIMEOUT: i32 = 124;
 struct Supervisor<'a> {
     plan: &'a Plan,
     procs: Vec<Proc>,
+    guests: Vec<GuestProc>,
     lines: Vec<Line>,
     echo: bool,
     abnormal: bool,
@@ -245,11 +263,202 @@ impl Supervisor<'_> {
                             }
                         }
                     }
-                    Ok(Control::Fault { .. }) | Err(_) => {
+                    Ok(Control::VcpuReply {
+                        vcpu,
+                        resume,
+                        value,
+                    }) => self.vcpu_reply(i, vcpu, resume, value),
+                    Ok(Control::VcpuIrq { vcpu, .. }) => {
+                        // One line per test guest: the eventfd counts edges;
+                        // the guest reads the device's interrupt status.
+                        if let Some(g) = self.guest_of(i, vcpu) {
+                            let _ = sys::eventfd_signal(self.guests[g].irq.as_raw_fd());
+                        }
+                    }
+                    Ok(Control::VcpuStop { vcpu }) => {
+                        if let Some(g) = self.guest_of(i, vcpu) {
+                            self.guest_report(g, "stopped by its VMM".to_string());
+                            sys::kill(self.guests[g].pid, libc::SIGKILL);
+                        }
+                    }
+                    Ok(Control::Fault { .. } | Control::VcpuFault { .. }) | Err(_) => {
                         self.monitor(i, "refused: malformed control message".to_string());
                         self.abnormal = true;
                     }
                 },
+            }
+        }
+    }
+
+    /// The running test guest of vCPU `vcpu` of VMM `pd`.
+    fn guest_of(&self, pd: usize, vcpu: u8) -> Option<usize> {
+        self.guests.iter().position(|g| {
+            let vm = &self.plan.vms[g.vm];
+            vm.vmm == pd && vm.vcpu == vcpu && !g.dead
+        })
+    }
+
+    fn guest_report(&mut self, g: usize, text: String) {
+        let name = self.plan.vms[self.guests[g].vm].name.clone();
+        self.emit(Line {
+            pd: Some(name.clone()),
+            text: format!("MONITOR: guest {name}: {text}"),
+            monitor: true,
+        });
+    }
+
+    /// A guest stopped on a signal. A SIGSEGV outside its RAM is an MMIO
+    /// access: decode it and hand it to the VMM as a VM fault. Anything else
+    /// stops this guest only.
+    fn guest_fault(&mut self, g: usize, signo: i32) {
+        let pid = self.guests[g].pid;
+        let (Ok(info), Ok(regs)) = (sys::ptrace_siginfo(pid), sys::ptrace_getregs(pid)) else {
+            return;
+        };
+        let vm = &self.plan.vms[self.guests[g].vm];
+        let in_ram = vm
+            .maps
+            .iter()
+            .any(|m| info.addr >= m.vaddr && info.addr - m.vaddr < m.size);
+        let stop = |sup: &mut Self, why: String| {
+            sup.guest_report(g, format!("{why} (pc {:#x}); guest stopped", regs.rip));
+            sys::kill(pid, libc::SIGKILL);
+        };
+        if signo != libc::SIGSEGV {
+            return stop(self, format!("signal {signo} at {:#x}", info.addr));
+        }
+        if in_ram {
+            return stop(self, format!("access to its RAM at {:#x} that its map forbids", info.addr));
+        }
+        let mut bytes = [0u8; 16];
+        if sys::ptrace_peek(pid, regs.rip, &mut bytes).is_err() {
+            return stop(self, "instruction bytes unreadable".to_string());
+        }
+        let d = match guest::decode(&bytes[..guest::MAX_INSN]) {
+            Ok(d) => d,
+            Err(e) => return stop(self, format!("{e} at gpa {:#x}", info.addr)),
+        };
+        let (vmm, vcpu) = (vm.vmm, vm.vcpu);
+        if self.procs[vmm].state == State::Dead {
+            return stop(self, "its VMM is gone".to_string());
+        }
+        let (write, reg) = match d.op {
+            guest::Op::Load { dst } => (false, dst.num),
+            guest::Op::Store {
+                src: guest::Source::Reg(r),
+            } => (true, r.num),
+            // An immediate has no register; 31 is the aarch64 zero register.
+            guest::Op::Store { .. } => (true, 31),
+        };
+        let msg = Control::VcpuFault {
+            vcpu,
+            pc: regs.rip,
+            addr: info.addr,
+            syndrome: VmFaultInfo::syndrome(d.width, write, reg),
+            value: guest::store_value(&regs, &d),
+        };
+        self.guests[g].waiting = Some((d, regs));
+        if sys::send(self.procs[vmm].ctl.as_raw_fd(), &msg.encode()).is_err() {
+            self.guests[g].waiting = None;
+            stop(self, "its VMM is gone".to_string());
+        }
+    }
+
+    /// The VMM's answer to a VM fault: complete the access and resume, or
+    /// inject an abort (SIGBUS, which ends a guest that does not handle it).
+    fn vcpu_reply(&mut self, pd: usize, vcpu: u8, resume: bool, value: u64) {
+        let Some(g) = self.guest_of(pd, vcpu) else {
+            return;
+        };
+        let Some((d, mut regs)) = self.guests[g].waiting.take() else {
+            self.monitor(pd, format!("refused: vCPU {vcpu} has no VM fault pending"));
+            self.abnormal = true;
+            return;
+        };
+        let pid = self.guests[g].pid;
+        if resume {
+            guest::complete(&mut regs, &d, value);
+            if sys::ptrace_setregs(pid, &regs).is_ok() {
+                let _ = sys::ptrace_cont(pid, 0);
+            }
+        } else {
+            self.guest_report(
+                g,
+                format!("data abort injected (pc {:#x}, {}-byte {})", regs.rip, d.width, match d.op {
+                    guest::Op::Load { .. } => "load",
+                    guest::Op::Store { .. } => "store",
+                }),
+            );
+            let _ = sys::ptrace_cont(pid, libc::SIGBUS);
+        }
+    }
+
+    fn guest_output(&mut self, g: usize, stream: usize) {
+        let Some(fd) = self.guests[g].out[stream].as_ref().map(AsRawFd::as_raw_fd) else {
+            return;
+        };
+        let name = self.plan.vms[self.guests[g].vm].name.clone();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = match sys::read(fd, &mut chunk) {
+                Ok(n) => n,
+                Err(_) => return,
+            };
+            if n == 0 {
+                self.epoll.remove(fd);
+                self.guests[g].out[stream] = None;
+            }
+            self.guests[g].buf[stream].extend_from_slice(&chunk[..n]);
+            while let Some(pos) = self.guests[g].buf[stream].iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.guests[g].buf[stream].drain(..=pos).collect();
+                let text = String::from_utf8_lossy(&line[..pos]).trim_end_matches('\r').to_string();
+                self.emit(Line {
+                    pd: Some(name.clone()),
+                    text,
+                    monitor: false,
+                });
+            }
+            if n == 0 {
+                return;
+            }
+        }
+    }
+
+    fn reap_guests(&mut self) {
+        for g in 0..self.guests.len() {
+            while !self.guests[g].dead {
+                let pid = self.guests[g].pid;
+                let w = sys::wait_pid(pid);
+                if !matches!(w, Ok(sys::Wait::Nothing)) {
+                    self.guest_output(g, 0);
+                    self.guest_output(g, 1);
+                }
+                match w {
+                    Ok(sys::Wait::Nothing) => break,
+                    Ok(sys::Wait::Exited(s)) => {
+                        self.guests[g].dead = true;
+                        self.guest_report(g, format!("exited with status {s}"));
+                    }
+                    Ok(sys::Wait::Signaled(s)) => {
+                        self.guests[g].dead = true;
+                        self.guest_report(g, format!("killed by signal {s}"));
+                    }
+                    Ok(sys::Wait::SignalStop(sig)) => match sig {
+                        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP => {
+                            self.guest_fault(g, sig)
+                        }
+                        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {
+                            let _ = sys::ptrace_cont(pid, 0);
+                        }
+                        other => {
+                            let _ = sys::ptrace_cont(pid, other);
+                        }
+                    },
+                    Ok(sys::Wait::EventStop) => {
+                        let _ = sys::ptrace_cont(pid, 0);
+                    }
+                    Err(_) => self.guests[g].dead = true,
+                }
             }
         }
     }
@@ -473,6 +682,23 @@ impl Supervisor<'_> {
     }
 
     fn kill_all(&mut self) {
+        for g in 0..self.guests.len() {
+            if !self.guests[g].dead {
+                sys::kill(self.guests[g].pid, libc::SIGKILL);
+                let mut status = 0;
+                // SAFETY: status is a valid out-pointer; blocking wait on our
+                // own child, which was just sent SIGKILL.
+                unsafe { libc::waitpid(self.guests[g].pid, &mut status, libc::__WALL) };
+                self.guests[g].dead = true;
+            }
+            for s in 0..2 {
+                if let Some(fd) = self.guests[g].out[s].as_ref().map(AsRawFd::as_raw_fd) {
+                    // SAFETY: plain fcntl on our descriptor.
+                    unsafe { libc::fcntl(fd, libc::F_SETFL, 0) };
+                    self.guest_output(g, s);
+                }
+            }
+        }
         for p in &mut self.procs {
             if p.state != State::Dead {
                 p.killed_by_us = true;
@@ -551,6 +777,7 @@ fn fifo_ranks(plan: &Plan) -> Vec<i32> {
 pub fn run_plan(
     plan: &Plan,
     programs: &[PathBuf],
+    guests: &[(usize, PathBuf)],
     base: &Path,
     binds: &Bindings,
     opts: &RunOptions,
@@ -627,6 +854,7 @@ pub fn run_plan(
     let mut sup = Supervisor {
         plan,
         procs: Vec::new(),
+        guests: Vec::new(),
         lines: Vec::new(),
         echo: opts.echo,
         abnormal: false,
@@ -817,6 +1045,12 @@ pub fn run_plan(
         sys::send_with_fds(sup.procs[i].ctl.as_raw_fd(), &buf[..len], &fds)
             .map_err(os("sending boot message"))?;
     }
+    for (vm, program) in guests {
+        if let Err(e) = start_guest(&mut sup, *vm, program, &regions, pgid) {
+            sup.kill_all();
+            return Err(e);
+        }
+    }
     // The PDs hold their descriptors now; the supervisor keeps none, so a
     // PD's death is visible to its peers (EOF on PPC sockets).
     drop(regions);
@@ -858,6 +1092,13 @@ pub fn run_plan(
                 }
                 continue;
             }
+            if tok & TOK_GUEST != 0 {
+                let g = usize::try_from((tok & !TOK_GUEST) >> 8).unwrap_or(usize::MAX);
+                if g < sup.guests.len() {
+                    sup.guest_output(g, usize::from(tok & 0xff == TOK_ERR));
+                }
+                continue;
+            }
             let i = usize::try_from(tok >> 8).unwrap_or(usize::MAX);
             if i >= sup.procs.len() {
                 continue;
@@ -870,6 +1111,7 @@ pub fn run_plan(
             }
         }
         sup.reap();
+        sup.reap_guests();
         if let Some(sig) = stop_signal {
             sup.board(format!("host board: signal {sig}, stopping every PD"));
             break 128 + sig;
@@ -901,4 +1143,119 @@ pub fn run_plan(
         status,
         lines: sup.lines,
     })
+}
+
+/// Environment variable naming a test guest's RAM maps:
+/// `gpa,size,perms;…` (perms r=1 w=2 x=4), the descriptors from fd 5 on.
+pub const GUEST_MAPS_ENV: &str = "BULKHEAD_GUEST_MAPS";
+/// A test guest reads one byte here before it starts (it is traced then).
+pub const GUEST_GO_FD: RawFd = 3;
+
+/// Starts the test guest of `plan.vms[vm]`: a start pipe as fd 3, its
+/// interrupt eventfd as fd 4, its RAM memfds from fd 5 (described in
+/// [`GUEST_MAPS_ENV`]), traced like a PD, and nothing else.
+fn start_guest(
+    sup: &mut Supervisor<'_>,
+    vm: usize,
+    program: &Path,
+    regions: &[(OwnedFd, OwnedFd)],
+    pgid: libc::pid_t,
+) -> Result<(), HostError> {
+    let os = |what| move |e| HostError::Os(what, e);
+    let plan = sup.plan;
+    let irq = sys::eventfd(false).map_err(os("eventfd"))?;
+    let mut fds: Vec<RawFd> = vec![irq.as_raw_fd()];
+    let mut desc = Vec::new();
+    for m in &plan.vms[vm].maps {
+        let (rw, ro) = &regions[m.region];
+        fds.push(if m.perms & 2 != 0 { rw.as_raw_fd() } else { ro.as_raw_fd() });
+        desc.push(format!("{:#x},{:#x},{}", m.vaddr, m.size, m.perms));
+    }
+    let mut cmd = Command::new(program);
+    cmd.env_clear()
+        .env(GUEST_MAPS_ENV, desc.join(";"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(pgid);
+    let my_pid = std::process::id();
+    // The guest runs straight into trapping accesses, so it must not touch
+    // MMIO before it is traced: it waits for a byte on this pipe (its fd 3,
+    // see GUEST_GO_FD) first. (Blocking before exec would deadlock: spawn
+    // waits for the exec.)
+    let (go_r, go_w) = sys::pipe().map_err(os("pipe"))?;
+    fds.insert(0, go_r.as_raw_fd());
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe calls (prctl, getppid, sigprocmask, dup2,
+    // close_range/close, _exit); it touches no locks or allocations (`fds`
+    // was built before the fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != i32::try_from(my_pid).unwrap_or(-1) {
+                libc::_exit(1);
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            // Move every source above the target range first, so a dup2
+            // never overwrites a source not yet placed.
+            let high = 1000;
+            for (k, fd) in fds.iter().enumerate() {
+                let k = i32::try_from(k).unwrap_or(0);
+                if libc::dup2(*fd, high + k) < 0 {
+                    libc::_exit(1);
+                }
+            }
+            for k in 0..fds.len() {
+                let k = i32::try_from(k).unwrap_or(0);
+                if libc::dup2(high + k, GUEST_GO_FD + k) < 0 {
+                    libc::_exit(1);
+                }
+            }
+            let first = u32::try_from(GUEST_GO_FD).unwrap_or(3) + u32::try_from(fds.len()).unwrap_or(0);
+            if libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) != 0 {
+                for fd in i32::try_from(first).unwrap_or(4)..65536 {
+                    libc::close(fd);
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| HostError::Os("starting a test-guest program", e))?;
+    let pid = i32::try_from(child.id()).unwrap_or(-1);
+    let out = child.stdout.take().map(OwnedFd::from);
+    let err = child.stderr.take().map(OwnedFd::from);
+    drop(child);
+    drop(go_r);
+    if let Err(e) = sys::ptrace_seize(pid) {
+        sys::kill(pid, libc::SIGKILL);
+        return Err(HostError::Os("ptrace of a test guest", e));
+    }
+    if sys::write_all(go_w.as_raw_fd(), &[1]).is_err() {
+        sys::kill(pid, libc::SIGKILL);
+        return Err(HostError::Os("starting a test guest", std::io::Error::last_os_error()));
+    }
+    drop(go_w);
+    let g = sup.guests.len() as u64;
+    for (s, fd) in [&out, &err].into_iter().enumerate() {
+        if let Some(fd) = fd {
+            sys::set_nonblocking(fd.as_raw_fd()).map_err(os("pipe"))?;
+            sup.epoll
+                .add(fd.as_raw_fd(), TOK_GUEST | g << 8 | (TOK_OUT + s as u64))
+                .map_err(os("epoll"))?;
+        }
+    }
+    sup.guests.push(GuestProc {
+        vm,
+        pid,
+        irq,
+        out: [out, err],
+        buf: [Vec::new(), Vec::new()],
+        waiting: None,
+        dead: false,
+    });
+    Ok(())
 }

@@ -503,3 +503,57 @@ pub fn timerfd(period_us: u64) -> io::Result<OwnedFd> {
     check(unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) })?;
     Ok(fd)
 }
+
+/// Reads `out.len()` bytes of a stopped tracee's memory at `addr`, a word at
+/// a time (`PTRACE_PEEKTEXT`).
+pub fn ptrace_peek(pid: libc::pid_t, addr: u64, out: &mut [u8]) -> io::Result<()> {
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        let at = addr.wrapping_add(8 * i as u64);
+        // PEEKTEXT returns the word itself, so -1 is only an error when
+        // errno says so.
+        // SAFETY: errno location is thread-local and valid.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: no pointers are passed; the word comes back as the result.
+        let word = unsafe { libc::ptrace(libc::PTRACE_PEEKTEXT, pid, at as usize, 0usize) };
+        // SAFETY: errno location is thread-local and valid.
+        if word == -1 && unsafe { *libc::__errno_location() } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        chunk.copy_from_slice(&word.to_le_bytes()[..chunk.len()]);
+    }
+    Ok(())
+}
+
+/// Adds 1 to an eventfd counter (wakes whoever polls it).
+pub fn eventfd_signal(fd: RawFd) -> io::Result<()> {
+    let v = 1u64;
+    // SAFETY: writes 8 bytes from a local u64 (eventfd protocol).
+    let r = unsafe { libc::write(fd, std::ptr::addr_of!(v).cast(), 8) };
+    if r == 8 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid out-array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two fresh descriptors we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Writes all of `buf` to `fd`.
+pub fn write_all(fd: RawFd, buf: &[u8]) -> io::Result<()> {
+    // SAFETY: buf is a valid buffer of buf.len() bytes.
+    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    if usize::try_from(n).ok() == Some(buf.len()) {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -569,6 +569,11 @@ pub trait VcpuOps {
     fn stop(self) -> Result<(), RuntimeError>;
     /// Injects virtual IRQ `irq` into the vCPU.
     fn inject_irq(self, irq: u16) -> Result<(), RuntimeError>;
+    /// Sets the value the load behind the VM fault being handled returns.
+    /// Call it from [`Handler::fault`] before returning `true`; the backend
+    /// writes it into the load's destination register (zero-extended as the
+    /// instruction does) and moves the vCPU past the instruction.
+    fn complete_load(self, value: u64) -> Result<(), RuntimeError>;
 }
 
 impl Vcpu {
@@ -595,6 +600,10 @@ impl VcpuOps for Vcpu {
     fn inject_irq(self, irq: u16) -> Result<(), RuntimeError> {
         backend::vcpu_inject_irq(self.0, irq)
     }
+
+    fn complete_load(self, value: u64) -> Result<(), RuntimeError> {
+        backend::vcpu_complete_load(self.0, value)
+    }
 }
 
 /// The kind of a fault reported to a parent's [`Handler::fault`] (the label
@@ -616,6 +625,9 @@ pub enum FaultKind {
     Breakpoint = 6,
     /// A system call outside the PD's allow-list.
     ForbiddenSyscall = 7,
+    /// A guest access to a guest-physical address no RAM backs, reported to
+    /// the VMM with the vCPU id as the child (see [`VmFaultInfo`]).
+    VmFault = 8,
     /// Anything else.
     Other = 15,
 }
@@ -631,6 +643,7 @@ impl FaultKind {
             5 => FaultKind::Arithmetic,
             6 => FaultKind::Breakpoint,
             7 => FaultKind::ForbiddenSyscall,
+            8 => FaultKind::VmFault,
             _ => FaultKind::Other,
         }
     }
@@ -645,6 +658,7 @@ impl FaultKind {
             FaultKind::Arithmetic => "arithmetic",
             FaultKind::Breakpoint => "breakpoint",
             FaultKind::ForbiddenSyscall => "forbidden syscall",
+            FaultKind::VmFault => "VM fault",
             FaultKind::Other => "other",
         }
     }
@@ -678,9 +692,90 @@ impl FaultInfo {
     }
 }
 
+/// A decoded VM fault: label [`FaultKind::VmFault`], MR0 = guest program
+/// counter, MR1 = guest-physical address, MR2 = syndrome, MR3 = the value
+/// stored (writes).
+///
+/// The syndrome uses the aarch64 data-abort ISS layout on both backends, so
+/// a VMM reads one format: bit 24 ISV (the fields are valid), bits 23:22 SAS
+/// (log2 of the width), bits 20:16 SRT (the transfer register: an aarch64
+/// `Xn`, or on the host board the x86 register number, rax = 0 … r15 = 15),
+/// bit 6 WnR (write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmFaultInfo {
+    /// Guest program counter.
+    pub pc: u64,
+    /// Guest-physical address accessed.
+    pub gpa: u64,
+    /// Width in bytes: 1, 2, 4 or 8.
+    pub width: u8,
+    /// Store (true) or load.
+    pub write: bool,
+    /// Transfer register number (see above).
+    pub reg: u8,
+    /// The value stored (writes only; already truncated to the width).
+    pub value: u64,
+}
+
+/// Syndrome bit: the access fields are valid.
+const ISS_ISV: u64 = 1 << 24;
+/// Syndrome bit: the access is a write.
+const ISS_WNR: u64 = 1 << 6;
+
+impl VmFaultInfo {
+    /// The syndrome for an access of `width` bytes (1, 2, 4 or 8), direction
+    /// `write`, transfer register `reg` (0..=31).
+    pub const fn syndrome(width: u8, write: bool, reg: u8) -> u64 {
+        let sas = match width {
+            1 => 0,
+            2 => 1,
+            4 => 2,
+            _ => 3,
+        };
+        ISS_ISV | (sas << 22) | (((reg & 31) as u64) << 16) | if write { ISS_WNR } else { 0 }
+    }
+
+    /// Decodes the parts of a fault message; `None` unless `label` is
+    /// [`FaultKind::VmFault`] and the syndrome says its fields are valid.
+    pub const fn decode(label: u64, pc: u64, gpa: u64, syndrome: u64, value: u64) -> Option<Self> {
+        if label != FaultKind::VmFault as u64 || syndrome & ISS_ISV == 0 {
+            return None;
+        }
+        let write = syndrome & ISS_WNR != 0;
+        let width = 1u8 << ((syndrome >> 22) & 3);
+        let reg = ((syndrome >> 16) & 31) as u8;
+        Some(VmFaultInfo {
+            pc,
+            gpa,
+            width,
+            write,
+            reg,
+            value: if write { value } else { 0 },
+        })
+    }
+
+    /// Reads the fault message that [`Handler::fault`] was given.
+    pub fn from_message(msg: MessageInfo) -> Option<Self> {
+        let mr = |i| mr_get(i).unwrap_or(0);
+        Self::decode(msg.label(), mr(0), mr(1), mr(2), mr(3))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vm_fault_syndrome_round_trips_and_rejects_other_labels() {
+        for (width, write, reg) in [(1u8, false, 0u8), (2, true, 15), (4, false, 7), (8, true, 31)] {
+            let s = VmFaultInfo::syndrome(width, write, reg);
+            let f = VmFaultInfo::decode(8, 1, 2, s, 0xffff).unwrap();
+            assert_eq!((f.width, f.write, f.reg), (width, write, reg));
+            assert_eq!(f.value, if write { 0xffff } else { 0 });
+        }
+        assert_eq!(VmFaultInfo::decode(2, 1, 2, VmFaultInfo::syndrome(4, true, 0), 0), None);
+        assert_eq!(VmFaultInfo::decode(8, 1, 2, 0, 0), None, "ISV clear");
+    }
 
     #[test]
     fn mrs_are_bounded() {

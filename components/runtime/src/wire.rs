@@ -481,6 +481,44 @@ pub enum Control {
         /// Child id.
         child: u8,
     },
+    /// Supervisor → VMM: the guest on vCPU `vcpu` accessed a guest-physical
+    /// address no RAM backs (a VM fault). The supervisor decoded the
+    /// faulting instruction; `syndrome` carries width, direction and
+    /// register in the aarch64 data-abort ISS layout (see
+    /// [`crate::VmFaultInfo`]).
+    VcpuFault {
+        /// vCPU id.
+        vcpu: u8,
+        /// Guest program counter.
+        pc: u64,
+        /// Guest-physical address.
+        addr: u64,
+        /// ISS-style syndrome.
+        syndrome: u64,
+        /// The value stored (writes; 0 for reads).
+        value: u64,
+    },
+    /// VMM → supervisor: the answer to a [`Control::VcpuFault`].
+    VcpuReply {
+        /// vCPU id.
+        vcpu: u8,
+        /// Complete the access and resume the guest; `false` stops it.
+        resume: bool,
+        /// The value a load returns.
+        value: u64,
+    },
+    /// VMM → supervisor: raise virtual IRQ `irq` of vCPU `vcpu`.
+    VcpuIrq {
+        /// vCPU id.
+        vcpu: u8,
+        /// The line.
+        irq: u16,
+    },
+    /// VMM → supervisor: stop vCPU `vcpu` (the guest program ends).
+    VcpuStop {
+        /// vCPU id.
+        vcpu: u8,
+    },
 }
 
 impl Control {
@@ -500,6 +538,20 @@ impl Control {
             }
             Control::Restart { child } => (4, u64::from(child), 0, 0, 0, 0),
             Control::Stop { child } => (5, u64::from(child), 0, 0, 0, 0),
+            Control::VcpuFault {
+                vcpu,
+                pc,
+                addr,
+                syndrome,
+                value,
+            } => (6, u64::from(vcpu), pc, addr, syndrome, value),
+            Control::VcpuReply {
+                vcpu,
+                resume,
+                value,
+            } => (7, u64::from(vcpu), u64::from(resume), value, 0, 0),
+            Control::VcpuIrq { vcpu, irq } => (8, u64::from(vcpu), u64::from(irq), 0, 0, 0),
+            Control::VcpuStop { vcpu } => (9, u64::from(vcpu), 0, 0, 0, 0),
         };
         let mut out = [0u8; CONTROL_LEN];
         out[0..4].copy_from_slice(&tag.to_le_bytes());
@@ -536,6 +588,23 @@ impl Control {
             },
             4 => Control::Restart { child: id(a)? },
             5 => Control::Stop { child: id(a)? },
+            6 => Control::VcpuFault {
+                vcpu: id(a)?,
+                pc: b,
+                addr: c,
+                syndrome: d,
+                value: e,
+            },
+            7 => Control::VcpuReply {
+                vcpu: id(a)?,
+                resume: b != 0,
+                value: c,
+            },
+            8 => Control::VcpuIrq {
+                vcpu: id(a)?,
+                irq: u16::try_from(b).map_err(|_| WireError::BadValue)?,
+            },
+            9 => Control::VcpuStop { vcpu: id(a)? },
             _ => return Err(WireError::BadValue),
         })
     }
@@ -617,6 +686,20 @@ mod tests {
             },
             Control::Restart { child: 9 },
             Control::Stop { child: 9 },
+            Control::VcpuFault {
+                vcpu: 0,
+                pc: 0x40_1000,
+                addr: 0x1000_0070,
+                syndrome: 0x0180_0000,
+                value: 7,
+            },
+            Control::VcpuReply {
+                vcpu: 0,
+                resume: true,
+                value: 0x7472_6976,
+            },
+            Control::VcpuIrq { vcpu: 1, irq: 33 },
+            Control::VcpuStop { vcpu: 1 },
         ] {
             assert_eq!(Control::decode(&c.encode()), Ok(c));
         }

@@ -22,7 +22,7 @@ mod seccomp;
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::api::{
     Channel, ChannelSet, Child, Handler, MessageInfo, Perms, Region, RuntimeError, MAX_CHANNELS,
@@ -613,19 +613,48 @@ fn serve_control<H: Handler>(h: &mut H) {
     if n < 0 {
         return;
     }
-    if let Ok(Control::Fault {
-        child,
-        kind,
-        pc,
-        addr,
-        detail,
-    }) = Control::decode(&rec[..n.unsigned_abs()])
-    {
-        load_mrs(&[pc, addr, detail]);
-        let resume = h.fault(Child::new(child), MessageInfo::new(kind, 3));
-        let _ = send_control(Control::FaultReply { child, resume });
+    match Control::decode(&rec[..n.unsigned_abs()]) {
+        Ok(Control::Fault {
+            child,
+            kind,
+            pc,
+            addr,
+            detail,
+        }) => {
+            load_mrs(&[pc, addr, detail]);
+            let resume = h.fault(Child::new(child), MessageInfo::new(kind, 3));
+            let _ = send_control(Control::FaultReply { child, resume });
+        }
+        Ok(Control::VcpuFault {
+            vcpu,
+            pc,
+            addr,
+            syndrome,
+            value,
+        }) => {
+            load_mrs(&[pc, addr, syndrome, value]);
+            LOAD_VALUE.store(0, Ordering::Relaxed);
+            IN_VM_FAULT.store(u64::from(vcpu) + 1, Ordering::Relaxed);
+            let resume = h.fault(
+                Child::new(vcpu),
+                MessageInfo::new(crate::FaultKind::VmFault as u64, 4),
+            );
+            IN_VM_FAULT.store(0, Ordering::Relaxed);
+            let value = LOAD_VALUE.load(Ordering::Relaxed);
+            let _ = send_control(Control::VcpuReply {
+                vcpu,
+                resume,
+                value,
+            });
+        }
+        _ => {}
     }
 }
+
+/// The value [`vcpu_complete_load`] set for the VM fault being handled.
+static LOAD_VALUE: AtomicU64 = AtomicU64::new(0);
+/// 1 + the vCPU whose VM fault is being handled, or 0 outside one.
+static IN_VM_FAULT: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn notify(id: u8) -> Result<(), RuntimeError> {
     let st = state().ok_or(RuntimeError::UndeclaredChannel(id))?;
@@ -753,23 +782,38 @@ pub(crate) fn child_stop(id: u8) -> Result<(), RuntimeError> {
 fn check_vcpu(id: u8) -> Result<(), RuntimeError> {
     let st = state().ok_or(RuntimeError::UndeclaredVcpu(id))?;
     if id < 64 && st.vcpus & (1 << id) != 0 {
-        // The guest-process controls of the host board are not built yet.
-        Err(RuntimeError::BackendNotImplemented)
+        Ok(())
     } else {
         Err(RuntimeError::UndeclaredVcpu(id))
     }
 }
 
+/// A test guest is a host program, not an image loaded at a guest address:
+/// there is no `pc` to restart it at.
 pub(crate) fn vcpu_restart(id: u8, _pc: u64) -> Result<(), RuntimeError> {
-    check_vcpu(id)
+    check_vcpu(id)?;
+    Err(RuntimeError::BackendNotImplemented)
 }
 
 pub(crate) fn vcpu_stop(id: u8) -> Result<(), RuntimeError> {
-    check_vcpu(id)
+    check_vcpu(id)?;
+    send_control(Control::VcpuStop { vcpu: id })
 }
 
-pub(crate) fn vcpu_inject_irq(id: u8, _irq: u16) -> Result<(), RuntimeError> {
-    check_vcpu(id)
+pub(crate) fn vcpu_inject_irq(id: u8, irq: u16) -> Result<(), RuntimeError> {
+    check_vcpu(id)?;
+    send_control(Control::VcpuIrq { vcpu: id, irq })
+}
+
+pub(crate) fn vcpu_complete_load(id: u8, value: u64) -> Result<(), RuntimeError> {
+    check_vcpu(id)?;
+    // Only meaningful while that vCPU's VM fault is being handled; the
+    // supervisor ignores the value of a store.
+    if IN_VM_FAULT.load(Ordering::Relaxed) != u64::from(id) + 1 {
+        return Err(RuntimeError::UndeclaredVcpu(id));
+    }
+    LOAD_VALUE.store(value, Ordering::Relaxed);
+    Ok(())
 }
 
 /// The descriptor of host resource `name` (a disk image, TAP or SocketCAN
