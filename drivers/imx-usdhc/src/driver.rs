@@ -26,9 +26,15 @@ const OCR_READY: u32 = 1 << 31;
 const CMD8_ARG: u32 = 0x1AA;
 /// Identification clock.
 pub const IDENT_HZ: u32 = 400_000;
-/// Default-speed transfer clock (50 MHz needs a CMD6 high-speed switch,
-/// which this driver does not do yet).
+/// Default-speed transfer clock.
 pub const TRANSFER_HZ: u32 = 25_000_000;
+/// High-speed transfer clock, used after a successful CMD6 switch.
+pub const HIGH_SPEED_HZ: u32 = 50_000_000;
+/// CMD6 argument: mode 1 (switch), function group 1 = 1 (high speed),
+/// other groups unchanged (0xF).
+const CMD6_SWITCH_HS: u32 = 0x80FF_FFF1;
+/// Size of the CMD6 switch-status block (512 bits).
+const SWITCH_STATUS_LEN: usize = 64;
 
 /// Why an operation failed. After any of these the controller has been
 /// reset back to idle lines; `CardRemoved`/`CardAbsent` also forget the card.
@@ -100,7 +106,8 @@ enum Resp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Data {
     None,
-    Read(u16),
+    /// `count` blocks of `size` bytes from the card.
+    Read(u16, u32),
     Write(u16),
 }
 
@@ -231,7 +238,8 @@ impl<M: Mmio> Usdhc<M> {
     }
 
     /// Bring up the card: reset the controller, identify at 400 kHz,
-    /// select it, 4-bit bus, 25 MHz.
+    /// select it, 4-bit bus, then 50 MHz if the card switches to high speed
+    /// (CMD6), else 25 MHz.
     pub fn init(&mut self) -> Result<CardInfo, SdError> {
         self.card = None;
         if !self.card_present() {
@@ -296,7 +304,12 @@ impl<M: Mmio> Usdhc<M> {
             // SDSC: block length is settable; SDHC/SDXC are fixed at 512.
             self.cmd(16, BLOCK_U32, Resp::R1, Data::None)?;
         }
-        self.set_clock(TRANSFER_HZ)?;
+        let hz = if self.switch_high_speed()? {
+            HIGH_SPEED_HZ
+        } else {
+            TRANSFER_HZ
+        };
+        self.set_clock(hz)?;
         let info = CardInfo {
             rca,
             high_capacity,
@@ -305,6 +318,22 @@ impl<M: Mmio> Usdhc<M> {
         };
         self.card = Some(info);
         Ok(info)
+    }
+
+    /// CMD6 (SWITCH_FUNC) to high speed; true when the card switched
+    /// (switch-status bits 379:376, the group 1 function now selected, are 1).
+    /// A card without the switch command class answers "illegal command"
+    /// (no response): it stays at default speed.
+    fn switch_high_speed(&mut self) -> Result<bool, SdError> {
+        let mut st = [0u8; SWITCH_STATUS_LEN];
+        match self.read_phase(6, CMD6_SWITCH_HS, 1, SWITCH_STATUS_LEN, &mut st) {
+            Ok(()) => Ok(st[16] & 0xF == 1),
+            Err(SdError::CmdTimeout(_) | SdError::CardStatus(_)) => Ok(false),
+            Err(e) => {
+                let _ = self.recover(Err(e));
+                Err(e)
+            }
+        }
     }
 
     /// Turn error bits into an error, reset the lines involved, and on a
@@ -386,14 +415,20 @@ impl<M: Mmio> Usdhc<M> {
         let mix = self.regs.read32(MIX_CTRL) & !MIX_XFER_MASK;
         let (mode, count) = match data {
             Data::None => (0, 0),
-            Data::Read(n) => (MIX_DTDSEL, n),
+            Data::Read(n, _) => (MIX_DTDSEL, n),
             Data::Write(n) => (0, n),
+        };
+        let size = match data {
+            Data::Read(_, size) => size,
+            _ => BLOCK_U32,
         };
         if count > 0 {
             xfr |= XFR_DPSEL;
             let multi = if count > 1 { MIX_MSBSEL | MIX_BCEN } else { 0 };
+            self.regs.write32(BLK_ATT, (u32::from(count) << 16) | size);
+            // Read watermark = one block, so BREN means a whole block waits.
             self.regs
-                .write32(BLK_ATT, (u32::from(count) << 16) | BLOCK_U32);
+                .write32(WTMK_LVL, (BLOCK_WORDS << 16) | (size / 4).min(BLOCK_WORDS));
             self.regs.write32(MIX_CTRL, mix | mode | multi);
         } else {
             self.regs.write32(MIX_CTRL, mix);
@@ -471,13 +506,21 @@ impl<M: Mmio> Usdhc<M> {
     pub fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), SdError> {
         let (_, n, addr) = self.check(lba, buf.len())?;
         let idx = if n > 1 { 18 } else { 17 };
-        let r = self.read_phase(idx, addr, n, buf);
+        let r = self.read_phase(idx, addr, n, BLOCK, buf);
         self.recover(r)
     }
 
-    fn read_phase(&mut self, idx: u8, addr: u32, n: u16, buf: &mut [u8]) -> Result<(), SdError> {
-        self.cmd(idx, addr, Resp::R1, Data::Read(n))?;
-        for block in buf.chunks_exact_mut(BLOCK) {
+    fn read_phase(
+        &mut self,
+        idx: u8,
+        addr: u32,
+        n: u16,
+        size: usize,
+        buf: &mut [u8],
+    ) -> Result<(), SdError> {
+        let size32 = u32::try_from(size).map_err(|_| SdError::BadRequest)?;
+        self.cmd(idx, addr, Resp::R1, Data::Read(n, size32))?;
+        for block in buf.chunks_exact_mut(size) {
             self.wait_buffer(PRES_BREN, idx)?;
             for w in block.chunks_exact_mut(4) {
                 w.copy_from_slice(&self.regs.read32(DATA_BUFF_ACC_PORT).to_le_bytes());

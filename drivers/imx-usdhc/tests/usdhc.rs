@@ -76,11 +76,13 @@ fn init_sequence_and_capacity() {
     assert_eq!(card.blocks, (CARD_BYTES / BLOCK) as u64);
     let m = sd.regs();
     let idx: Vec<u8> = m.cmds.iter().map(|c| c.0).collect();
-    // CMD0, CMD8, 4 x (CMD55, ACMD41) (3 busy), CMD2, CMD3, CMD9, CMD7, CMD55, ACMD6.
+    // CMD0, CMD8, 4 x (CMD55, ACMD41) (3 busy), CMD2, CMD3, CMD9, CMD7,
+    // CMD55, ACMD6, CMD6 (high-speed switch).
     assert_eq!(
         idx,
-        [0, 8, 55, 41, 55, 41, 55, 41, 55, 41, 2, 3, 9, 7, 55, 6]
+        [0, 8, 55, 41, 55, 41, 55, 41, 55, 41, 2, 3, 9, 7, 55, 6, 6]
     );
+    assert_eq!(m.cmds[16].1, 0x80FF_FFF1, "CMD6 switch to high speed");
     assert_eq!(m.cmds[1].1, 0x1AA, "CMD8 check pattern");
     assert_eq!(m.cmds[3].1 & (1 << 30), 1 << 30, "ACMD41 HCS");
     assert_eq!(m.cmds[12].1, 0x4567 << 16, "CMD9 addressed by RCA");
@@ -88,17 +90,35 @@ fn init_sequence_and_capacity() {
     let card = m.card.as_ref().expect("card");
     assert!(card.bus4);
     assert_eq!(card.state, CardState::Tran);
+    assert!(card.hs);
     assert_eq!(
         (m.prot_ctrl >> PROT_DTW_SHIFT) & 3,
         1,
         "controller in 4-bit mode"
     );
     assert_eq!(m.prot_ctrl & (3 << 4), PROT_EMODE_LE);
-    // Transfer clock: any prescaler/divisor split giving 25 MHz.
+    // Transfer clock after the switch: any prescaler/divisor split giving 50 MHz.
+    let fs = (m.sys_ctrl >> 8) & 0xFF;
+    let dvs = (m.sys_ctrl >> 4) & 0xF;
+    let pre = if fs == 0 { 1 } else { fs * 2 };
+    assert_eq!(BASE_HZ / (pre * (dvs + 1)), 50_000_000);
+}
+
+#[test]
+fn card_without_high_speed_stays_at_25_mhz() {
+    let mut card = SdCard::new(CARD_BYTES);
+    card.hs_capable = false;
+    let mut sd = Usdhc::new(UsdhcModel::new(Some(card)), BASE_HZ);
+    sd.init().expect("init");
+    let m = sd.regs();
+    assert!(!m.card.as_ref().expect("card").hs);
+    assert_eq!(m.card.as_ref().expect("card").state, CardState::Tran);
     let fs = (m.sys_ctrl >> 8) & 0xFF;
     let dvs = (m.sys_ctrl >> 4) & 0xF;
     let pre = if fs == 0 { 1 } else { fs * 2 };
     assert_eq!(BASE_HZ / (pre * (dvs + 1)), 25_000_000);
+    let mut buf = vec![0u8; 2 * BLOCK];
+    sd.read_blocks(0, &mut buf).expect("read at 25 MHz");
 }
 
 #[test]

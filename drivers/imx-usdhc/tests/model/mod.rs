@@ -39,6 +39,12 @@ pub struct SdCard {
     pub bus4: bool,
     /// Answer CMD8 (an SD 2.0 card does).
     pub v2: bool,
+    /// Supports high speed (CMD6 function group 1 = 1).
+    pub hs_capable: bool,
+    /// Switched to high speed.
+    pub hs: bool,
+    /// The switch status of the last CMD6, sent as its data block.
+    pub switch_status: Option<Vec<u8>>,
 }
 
 impl SdCard {
@@ -51,6 +57,9 @@ impl SdCard {
             busy_polls: 3,
             bus4: false,
             v2: true,
+            hs_capable: true,
+            hs: false,
+            switch_status: None,
         }
     }
     fn status(&self) -> u32 {
@@ -116,6 +125,23 @@ impl SdCard {
             }
             (6, true, CardState::Tran) => {
                 self.bus4 = arg & 3 == 2;
+                r1(self)
+            }
+            (6, false, CardState::Tran) => {
+                let mut st = vec![0u8; 64];
+                let want = arg & 0xF;
+                // Group 1 function selected: the requested one, or 0xF
+                // (cannot switch) when unsupported.
+                st[16] = if want == 1 && !self.hs_capable {
+                    0xF
+                } else {
+                    want as u8
+                };
+                if arg & (1 << 31) != 0 && want == 1 && self.hs_capable {
+                    self.hs = true;
+                }
+                self.switch_status = Some(st);
+                self.state = CardState::Data;
                 r1(self)
             }
             (17 | 18, _, CardState::Tran) | (24 | 25, _, CardState::Tran) => {
@@ -238,9 +264,17 @@ impl UsdhcModel {
             self.raw_int |= INT_DTOE;
             return;
         }
-        let Some(card) = self.card.as_ref() else {
+        let Some(card) = self.card.as_mut() else {
             return;
         };
+        if let Some(st) = card.switch_status.take() {
+            for w in st.chunks_exact(4) {
+                x.fifo
+                    .push_back(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+            }
+            x.left -= 1;
+            return;
+        }
         let off = (x.block * 512) as usize;
         for w in card.data[off..off + 512].chunks_exact(4) {
             x.fifo
