@@ -60,8 +60,16 @@ check-systems: build
 proofs: setup
 	proofs/check.sh
 
-test: setup lint pd-build check-systems proofs
+test: setup lint pd-build check-systems proofs separation
 	$(CARGO) test --workspace
+
+# The safety-separation checklist on the host board (tools/separation/README.md):
+# 2 runs x 1000 round trips per timing condition, about 30 s on 2 cores.
+# Reports: build/separation/{junit.xml,report.html}.
+.PHONY: separation
+separation: setup
+	$(CARGO) build -p bulkhead -p bulkhead-separation-pds
+	$${CARGO_TARGET_DIR:-target}/debug/bulkhead test-separation tests/separation/systems/automotive-sep.system --policy tests/separation/systems/policy.toml --out build/separation --samples 2
 
 fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)

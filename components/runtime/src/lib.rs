@@ -38,6 +38,9 @@
 #[cfg(target_os = "linux")]
 extern crate std;
 
+// PROTECTION-REMOVED (test-only, issue 12 item 4): see the module.
+pub mod protection_removed;
+
 mod api;
 pub mod wire;
 

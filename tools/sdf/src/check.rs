@@ -1086,6 +1086,21 @@ impl<'a> Ctx<'a> {
                 );
                 continue;
             };
+            // Test-only PDs built with a protection removed (the runtime's
+            // `protection-removed-*` features) must never reach a system.
+            if let Some(what) = protection_removed_marker(&found) {
+                self.error(
+                    "E078",
+                    &pd.program_image.loc,
+                    "program_image",
+                    Some("path"),
+                    format!(
+                        "'{}' was built with a protection removed ({what}): a test-only variant",
+                        found.display()
+                    ),
+                    "rebuild the PD without the runtime's protection-removed-* features",
+                );
+            }
             // Host-board PDs are native Linux executables, loaded wherever
             // Linux puts them: their segments say nothing about the maps.
             if !host {
@@ -1246,6 +1261,21 @@ pub fn check(sys: &SystemDescription, opts: &CheckOptions) -> Vec<Diagnostic> {
     out
 }
 
+/// The protection a test-only PD image was built without, if it carries the
+/// runtime's `BULKHEAD_PROTECTION_REMOVED=<what>` marker (section
+/// `.bulkhead_protection_removed`, components/runtime/src/protection_removed.rs).
+fn protection_removed_marker(file: &Path) -> Option<String> {
+    const TAG: &[u8] = b"BULKHEAD_PROTECTION_REMOVED=";
+    let bytes = std::fs::read(file).ok()?;
+    let at = bytes.windows(TAG.len()).position(|w| w == TAG)? + TAG.len();
+    let what: String = bytes[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-' || **b == b'_')
+        .map(|b| char::from(*b))
+        .collect();
+    Some(if what.is_empty() { "unknown".into() } else { what })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1336,3 +1366,4 @@ mod tests {
         assert_eq!(check(&sys, &CheckOptions::default())[0].code, "E037");
     }
 }
+

@@ -163,6 +163,7 @@ pub const RULES: &[Rule] = &[
     Rule { code: "E075", name: "setvar-on-vm-map", summary: "setvar_* attributes only on protection domain maps" },
     Rule { code: "E076", name: "image-overlap", summary: "a map or the stack overlaps a load segment of the program image (when the image is found)" },
     Rule { code: "E077", name: "bad-image", summary: "program image found but not an AArch64 ELF64 file" },
+    Rule { code: "E078", name: "protection-removed", summary: "program image built with a test-only protection-removed feature" },
     Rule { code: "E080", name: "phys-not-on-board", summary: "phys_addr lies in no RAM bank or device window of the board" },
     Rule { code: "E081", name: "phys-beyond-pa", summary: "phys_addr beyond the board's physical address width" },
     Rule { code: "E082", name: "irq-range", summary: "interrupt number outside the board's range" },
