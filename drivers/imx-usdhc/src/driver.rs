@@ -225,16 +225,27 @@ impl<M: Mmio> Usdhc<M> {
     /// Set the SD clock to the fastest rate not above `hz`.
     pub fn set_clock(&mut self, hz: u32) -> Result<u32, SdError> {
         let d = ClockDiv::for_rate(self.base_hz, hz).ok_or(SdError::Unsupported)?;
+        // Gate the card clock while the dividers change so the card never
+        // sees a glitch, ungate once PRES_STATE says the clock is stable.
+        let vend = self.regs.read32(VEND_SPEC);
+        self.regs.write32(VEND_SPEC, vend & !VEND_CKEN);
         let v = self.regs.read32(SYS_CTRL) & !SYS_CLOCK_MASK;
         // DTOCV 0xE: the longest data timeout the manual allows (0xF is reserved).
         self.regs
             .write32(SYS_CTRL, v | d.sys_ctrl_bits() | (0xE << SYS_DTOCV_SHIFT));
+        let mut stable = false;
         for _ in 0..POLLS {
             if self.regs.read32(PRES_STATE) & PRES_SDSTB != 0 {
-                return Ok(d.hz(self.base_hz));
+                stable = true;
+                break;
             }
         }
-        Err(SdError::ControllerTimeout)
+        self.regs.write32(VEND_SPEC, vend | VEND_PEREN | VEND_CKEN);
+        if stable {
+            Ok(d.hz(self.base_hz))
+        } else {
+            Err(SdError::ControllerTimeout)
+        }
     }
 
     /// Bring up the card: reset the controller, identify at 400 kHz,

@@ -1,7 +1,7 @@
 //! i.MX uSDHC register map and bit fields.
 //!
 //! Facts from: U-Boot `include/fsl_esdhc_imx.h` and `drivers/mmc/fsl_esdhc_imx.c`
-//! (offsets, SYS_CTRL/PRES_STATE/XFERTYP bits), Linux
+//! (offsets, SYS_CTRL/PRES_STATE/XFERTYP/VENDORSPEC bits), Linux
 //! `drivers/mmc/host/sdhci.h` (the INT_STATUS bit layout the uSDHC shares
 //! with the SD Host Controller spec) and `drivers/mmc/host/sdhci-esdhc-imx.c`
 //! (MIX_CTRL holding the transfer-mode bits on uSDHC, WTMK_LVL), Arm TF-A
@@ -65,6 +65,14 @@ pub const WTMK_LVL: Reg = Reg::at(0x44);
 pub const MIX_CTRL: Reg = Reg::at(0x48);
 /// ADMA error status.
 pub const ADMA_ERR_STATUS: Reg = Reg::at(0x54);
+/// Vendor-specific control (SD clock gate).
+pub const VEND_SPEC: Reg = Reg::at(0xC0);
+
+/// VEND_SPEC: SD clock enable; gated off while SYS_CTRL's dividers change
+/// (U-Boot `fsl_esdhc_imx.c` `set_sysctl` on uSDHC).
+pub const VEND_CKEN: u32 = 1 << 14;
+/// VEND_SPEC: peripheral clock enable.
+pub const VEND_PEREN: u32 = 1 << 13;
 
 /// CMD_XFR_TYP: command index shift (bits 29:24).
 pub const XFR_CMDINX_SHIFT: u32 = 24;

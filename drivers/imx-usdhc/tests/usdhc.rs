@@ -97,6 +97,11 @@ fn init_sequence_and_capacity() {
         "controller in 4-bit mode"
     );
     assert_eq!(m.prot_ctrl & (3 << 4), PROT_EMODE_LE);
+    assert!(!m.glitched, "dividers changed only with the SD clock gated");
+    assert_eq!(
+        m.vend_spec & (VEND_CKEN | VEND_PEREN),
+        VEND_CKEN | VEND_PEREN
+    );
     // Transfer clock after the switch: any prescaler/divisor split giving 50 MHz.
     let fs = (m.sys_ctrl >> 8) & 0xFF;
     let dvs = (m.sys_ctrl >> 4) & 0xF;

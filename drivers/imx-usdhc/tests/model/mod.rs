@@ -215,6 +215,9 @@ pub struct UsdhcModel {
     port_words: u32,
     /// Commands issued, in order.
     pub cmds: Vec<(u8, u32)>,
+    pub vend_spec: u32,
+    /// SYS_CTRL clock fields changed while VEND_SPEC.CKEN was set.
+    pub glitched: bool,
 }
 
 impl UsdhcModel {
@@ -235,6 +238,9 @@ impl UsdhcModel {
             xfer: Xfer::default(),
             port_words: 0,
             cmds: Vec::new(),
+            // Reset value from U-Boot's VENDORSPEC_INIT.
+            vend_spec: 0x2000_7809,
+            glitched: false,
         }
     }
 
@@ -411,6 +417,7 @@ impl Mmio for UsdhcModel {
             MIX_CTRL => self.mix_ctrl,
             BLK_ATT => self.blk_att,
             ADMA_ERR_STATUS => 0,
+            VEND_SPEC => self.vend_spec,
             other => panic!("read of unmodelled register {:#x}", other.offset()),
         }
     }
@@ -466,6 +473,9 @@ impl Mmio for UsdhcModel {
                     self.xfer = Xfer::default();
                     self.raw_int &= !(INT_DATA_ERR | INT_TC);
                 }
+                if (v ^ self.sys_ctrl) & 0xFFF0 != 0 && self.vend_spec & VEND_CKEN != 0 {
+                    self.glitched = true;
+                }
                 self.sys_ctrl = v & !(SYS_RSTA | SYS_RSTC | SYS_RSTD | SYS_INITA);
             }
             INT_STATUS => self.raw_int &= !v,
@@ -473,6 +483,7 @@ impl Mmio for UsdhcModel {
             INT_SIGNAL_EN => self.sig_en = v,
             WTMK_LVL => self.wtmk = v,
             MIX_CTRL => self.mix_ctrl = v,
+            VEND_SPEC => self.vend_spec = v,
             other => panic!("write of unmodelled register {:#x}", other.offset()),
         }
     }
