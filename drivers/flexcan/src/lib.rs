@@ -332,6 +332,24 @@ impl<M: Mmio> FlexCan<M> {
         self.mmio.write32(reg, 1 << bit);
     }
 
+    /// The full RX MB captured longest ago (16-bit capture timestamps,
+    /// compared as wrapping distance back from the current timer).
+    fn oldest_full(&self) -> Option<(usize, u32)> {
+        let now = self.mmio.read32(TIMER) & 0xffff;
+        let mut best: Option<(u32, usize, u32)> = None;
+        for mb in self.tx_slots..self.mbs {
+            if !self.iflag(mb) {
+                continue;
+            }
+            let cs = self.mmio.read32(self.mb_addr(mb));
+            let age = now.wrapping_sub(cs & 0xffff) & 0xffff;
+            if best.is_none_or(|(b, _, _)| age > b) {
+                best = Some((age, mb, cs));
+            }
+        }
+        best.map(|(_, mb, cs)| (mb, cs))
+    }
+
     fn read_frame(&self, a: usize, cs: u32) -> Option<Frame> {
         let idw = self.mmio.read32(a + 4);
         let id = if cs & CS_IDE != 0 {
@@ -481,37 +499,31 @@ impl<M: Mmio> CanController for FlexCan<M> {
     }
 
     fn receive(&mut self) -> Option<Received> {
-        // Oldest full RX MB by capture time (16-bit timer, compared as the
-        // wrapping distance back from the current timer value).
-        let now = self.mmio.read32(TIMER) & 0xffff;
-        let mut best: Option<(u32, usize, u32)> = None;
-        for mb in self.tx_slots..self.mbs {
-            if !self.iflag(mb) {
-                continue;
+        // Each pass consumes one full MB, so this ends within `mbs` passes.
+        for _ in self.tx_slots..self.mbs {
+            let (mb, _) = self.oldest_full()?;
+            let a = self.mb_addr(mb);
+            // Reading an MB's CS locks it against move-in (and releases
+            // the previously locked one), so read this MB's CS again last
+            // before its body; then unlock by reading TIMER, and re-arm.
+            let cs = self.mmio.read32(a);
+            let frame = self.read_frame(a, cs);
+            let _unlock = self.mmio.read32(TIMER);
+            if (cs & CS_CODE_MASK) >> CS_CODE_SHIFT == CODE_RX_OVERRUN {
+                self.overruns = self.overruns.saturating_add(1);
             }
-            let cs = self.mmio.read32(self.mb_addr(mb));
-            let age = now.wrapping_sub(cs & 0xffff) & 0xffff;
-            if best.is_none_or(|(b, _, _)| age > b) {
-                best = Some((age, mb, cs));
+            self.clear_iflag(mb);
+            self.mmio.write32(a, (cs & CS_IDE) | cs_code(CODE_RX_EMPTY));
+            // A frame that cannot be represented (not expected from the
+            // hardware) is dropped rather than delivered malformed.
+            if let Some(frame) = frame {
+                return Some(Received {
+                    frame,
+                    at_ns: self.now_ns,
+                });
             }
         }
-        let (_, mb, cs) = best?;
-        let a = self.mb_addr(mb);
-        // Reading CS locked the MB; read the rest, then unlock by reading
-        // TIMER, and re-arm it.
-        let frame = self.read_frame(a, cs);
-        let _unlock = self.mmio.read32(TIMER);
-        if (cs & CS_CODE_MASK) >> CS_CODE_SHIFT == CODE_RX_OVERRUN {
-            self.overruns = self.overruns.saturating_add(1);
-        }
-        self.clear_iflag(mb);
-        self.mmio.write32(a, (cs & CS_IDE) | cs_code(CODE_RX_EMPTY));
-        // A frame that cannot be represented (impossible from hardware)
-        // is dropped rather than delivered malformed.
-        frame.map(|frame| Received {
-            frame,
-            at_ns: self.now_ns,
-        })
+        None
     }
 
     fn status(&self) -> ControllerStatus {
