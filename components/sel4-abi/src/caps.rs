@@ -39,6 +39,32 @@ pub const BASE_IOPORT: CPtr = 394;
 /// Channel ids are 0..=61 (`MICROKIT_MAX_CHANNELS` = 62).
 pub const MAX_CHANNELS: u64 = 62;
 
+/// Radix of the PD's root CNode (`PD_ROOT_CAP_BITS` in `microkit.h` and
+/// `capdl/builder.rs`). The root CNode (guard 0) holds the Microkit CNode
+/// (the slots above, 512 of them, reached through a guard) in slot 0 and
+/// the `<cspace>` caps in slots 1..=63. A small CPtr has its top 6 bits
+/// zero and so resolves through slot 0: the constants above are unchanged.
+pub const ROOT_CAP_BITS: u32 = 6;
+
+/// A `<cspace>` slot outside 1..=63.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SlotOutOfRange(pub u64);
+
+/// CPtr of the cap a `<cspace>` element put in root slot `slot` (what
+/// libmicrokit's `microkit_cspace_root_slot_to_cptr` computes: the slot in
+/// the top `ROOT_CAP_BITS` bits).
+///
+/// Only 1..=63 exist: slot 0 is the Microkit CNode, and the root CNode has
+/// 64 slots. The Microkit 2.3.0 tool accepts `slot` up to 127, but a cap
+/// for slot 64 lands in slot 0 (the index wraps) and the CapDL initialiser
+/// stops the boot with `DeleteFirst`; seen on QEMU `virt` with a real SDK.
+pub fn cspace_root_slot(slot: u64) -> Result<CPtr, SlotOutOfRange> {
+    if slot == 0 || slot >= 1 << ROOT_CAP_BITS {
+        return Err(SlotOutOfRange(slot));
+    }
+    Ok(slot << (u64::BITS - ROOT_CAP_BITS))
+}
+
 /// A channel, IRQ, child or vCPU id out of 0..=61.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct IdOutOfRange(pub u64);
@@ -108,5 +134,19 @@ mod tests {
         assert_eq!(vcpu(0), Ok(330));
         assert_eq!(notification(62), Err(IdOutOfRange(62)));
         assert_eq!(irq(u64::MAX), Err(IdOutOfRange(u64::MAX)));
+    }
+
+    #[test]
+    fn cspace_slots_sit_in_the_top_bits_of_the_cptr_and_are_bounded() {
+        // microkit.h: slot << (seL4_WordBits - PD_ROOT_CAP_BITS), 0 and
+        // >= PD_ROOT_CAP_SIZE give seL4_CapNull.
+        assert_eq!(cspace_root_slot(1), Ok(1 << 58));
+        assert_eq!(cspace_root_slot(63), Ok(63 << 58));
+        assert_eq!(cspace_root_slot(0), Err(SlotOutOfRange(0)));
+        assert_eq!(cspace_root_slot(64), Err(SlotOutOfRange(64)));
+        assert_eq!(cspace_root_slot(u64::MAX), Err(SlotOutOfRange(u64::MAX)));
+        // Every Microkit-CNode slot resolves through root slot 0: its top
+        // ROOT_CAP_BITS bits are zero.
+        assert_eq!((BASE_IOPORT + 63) >> (u64::BITS - ROOT_CAP_BITS), 0);
     }
 }
