@@ -62,6 +62,11 @@ pub fn setup() -> Result<(u64, u64), SetupError> {
     }
     // SAFETY: closes our own descriptor, used only above.
     unsafe { libc::close(GO_FD) };
+    // An injected data abort is SIGBUS: let it end the guest, as an abort
+    // in a kernel without a handler would (std's stack-overflow handler
+    // would return and re-run the access instead).
+    // SAFETY: restores the default disposition; no handler code involved.
+    unsafe { libc::signal(libc::SIGBUS, libc::SIG_DFL) };
     let maps = std::env::var("BULKHEAD_GUEST_MAPS").map_err(|_| SetupError::Maps("not set".into()))?;
     let mut ram = None;
     for (k, m) in maps.split(';').filter(|m| !m.is_empty()).enumerate() {
@@ -303,4 +308,59 @@ pub fn run_console(lines: u64, die_after: Option<u64>) -> ! {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
+}
+
+/// How [`run_hostile`] misbehaves after its nonsense register writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hostile {
+    /// A 2-byte read of a 4-byte register (the device refuses it).
+    OddWidth,
+    /// A read past the last device window (no device there).
+    PastWindow,
+    /// A read-modify-write on a register (`add`), which no MMIO emulation
+    /// performs.
+    Unsupported,
+}
+
+/// A guest that abuses the console's registers directly: nonsense writes
+/// (which the device must absorb), then the access of `case`, which must
+/// end this guest only. It says on stderr how far it got.
+pub fn run_hostile(case: Hostile) -> ! {
+    watchdog(20);
+    if let Err(e) = setup() {
+        eprintln!("hostile: setup failed: {e:?}");
+        std::process::exit(2);
+    }
+    let reg = |off: u64| (layout::slot(0) + off) as *mut u32;
+    for (off, v) in [(0x70, 0xdead_beef), (0x30, 9999), (0x38, u32::MAX), (0x44, 1), (0x50, 77), (0x14, u32::MAX), (0x70, 0)] {
+        // SAFETY: a register of slot 0 in the reserved MMIO range; the
+        // access traps into the VMM by design.
+        unsafe { std::ptr::write_volatile(reg(off), v) };
+    }
+    // SAFETY: as above.
+    let magic = unsafe { std::ptr::read_volatile(reg(0)) };
+    eprintln!("hostile: survived nonsense writes; magic still {magic:#x}");
+    match case {
+        Hostile::OddWidth => {
+            eprintln!("hostile: 2-byte read at offset 0x72");
+            // SAFETY: as above (an unaligned 2-byte register read).
+            let v = unsafe { std::ptr::read_volatile((layout::slot(0) + 0x72) as *const u16) };
+            eprintln!("hostile: odd-width read returned {v:#x}");
+        }
+        Hostile::PastWindow => {
+            let at = layout::slot(layout::SLOTS) - 4;
+            eprintln!("hostile: read at {at:#x}, past every device window");
+            // SAFETY: in the reserved MMIO range; traps by design.
+            let v = unsafe { std::ptr::read_volatile(at as *const u32) };
+            eprintln!("hostile: past-window read returned {v:#x}");
+        }
+        Hostile::Unsupported => {
+            eprintln!("hostile: add to a register");
+            // SAFETY: a read-modify-write of a trapping register; the
+            // supervisor refuses to emulate it.
+            unsafe { core::arch::asm!("add dword ptr [{0}], 1", in(reg) reg(0x70), options(nostack)) };
+            eprintln!("hostile: add completed");
+        }
+    }
+    std::process::exit(0)
 }

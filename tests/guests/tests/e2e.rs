@@ -100,3 +100,50 @@ fn two_guests_print_through_their_vmms_and_serial_virt() {
     }
     assert!(pos(&lines, "MONITOR").is_none(), "no fault or refusal expected:\n{text}");
 }
+
+/// Runs a misbehaving `cluster` next to `chatty_guest` as `infotainment`
+/// until infotainment's 40th line; returns the rendered lines.
+fn beside_chatty(name: &str, cluster: &str) -> Option<Vec<String>> {
+    let o = run(name, cluster, "chatty_guest", r"infotainment\| line 40$", 30)?;
+    assert_eq!(o.status, 0, "infotainment never reached line 40:\n{}", rendered(&o).join("\n"));
+    Some(rendered(&o))
+}
+
+fn after(lines: &[String], first: &str, then: &str) {
+    let text = lines.join("\n");
+    let a = pos(lines, first).unwrap_or_else(|| panic!("missing {first:?}:\n{text}"));
+    let b = pos(lines, then).unwrap_or_else(|| panic!("missing {then:?}:\n{text}"));
+    assert!(a < b, "{then:?} should come after {first:?}:\n{text}");
+}
+
+#[test]
+fn an_odd_width_read_aborts_only_the_guest_that_made_it() {
+    let Some(l) = beside_chatty("oddwidth", "hostile_odd_width") else { return };
+    after(&l, "[cluster] hostile: survived nonsense writes; magic still 0x74726976", "[cluster] hostile: 2-byte read at offset 0x72");
+    after(&l, "MONITOR: guest cluster: data abort injected", "[serial_driver] infotainment| line 40");
+    after(&l, "[cluster_vmm] cluster_vmm: device refused 2-byte access at 0xa000072", "MONITOR: guest cluster: killed by signal 7");
+    assert!(pos(&l, "odd-width read returned").is_none());
+}
+
+#[test]
+fn a_read_past_the_windows_aborts_only_that_guest() {
+    let Some(l) = beside_chatty("past", "hostile_past_window") else { return };
+    after(&l, "[cluster_vmm] cluster_vmm: no device at 0xa000ffc", "MONITOR: guest cluster: killed by signal 7");
+    after(&l, "MONITOR: guest cluster: data abort injected", "[serial_driver] infotainment| line 40");
+    assert!(pos(&l, "past-window read returned").is_none());
+}
+
+#[test]
+fn an_unsupported_instruction_stops_only_that_guest() {
+    let Some(l) = beside_chatty("insn", "hostile_unsupported") else { return };
+    after(&l, "MONITOR: guest cluster: unsupported MMIO instruction add (83 00 01)", "[serial_driver] infotainment| line 40");
+    assert!(pos(&l, "add completed").is_none());
+}
+
+#[test]
+fn killing_one_guest_leaves_the_other_running() {
+    let Some(l) = beside_chatty("kill", "dying_guest") else { return };
+    after(&l, "[serial_driver] cluster| line 3", "MONITOR: guest cluster: killed by signal 9");
+    after(&l, "MONITOR: guest cluster: killed by signal 9", "[serial_driver] infotainment| line 40");
+    assert!(pos(&l, "cluster| line 4").is_none());
+}
