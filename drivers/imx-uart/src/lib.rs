@@ -1,7 +1,15 @@
 //! i.MX UART driver logic: init, baud divider, FIFO I/O, interrupts.
 //!
+//! ```
+//! use drv_imx_uart::Divider;
+//! // 115200 baud from an 80 MHz UART root clock, as Linux imx.c programs it.
+//! let d = Divider::for_baud(80_000_000, 115_200).unwrap();
+//! assert_eq!((d.rfdiv, d.ubir, d.ubmr), (7, 503, 3124));
+//! ```
+//!
+//! In a driver PD (the window and clock come from the board and .system):
+//!
 //! ```ignore
-//! use drv_imx_uart::{Config, Uart, VolatileMmio};
 //! // SAFETY: the UART window is mapped into this PD by its .system file.
 //! let mut uart = Uart::new(unsafe { VolatileMmio::new(base) });
 //! uart.init(&Config::console(ref_clk_hz))?;

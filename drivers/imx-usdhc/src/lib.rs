@@ -1,5 +1,15 @@
 //! i.MX uSDHC driver logic: SD card init, clocking, PIO block I/O, errors.
 //!
+//! ```
+//! use drv_imx_usdhc::ClockDiv;
+//! // 400 kHz identification clock from a 200 MHz uSDHC root: the fastest
+//! // setting not above it is 200 MHz / (32 * 16).
+//! let d = ClockDiv::for_rate(200_000_000, 400_000).unwrap();
+//! assert_eq!(d.hz(200_000_000), 390_625);
+//! ```
+//!
+//! In a driver PD (the window and clock come from the board and .system):
+//!
 //! ```ignore
 //! use drv_imx_usdhc::{Usdhc, VolatileMmio};
 //! // SAFETY: the uSDHC window is mapped into this PD by its .system file.
