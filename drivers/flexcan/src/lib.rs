@@ -3,7 +3,8 @@
 //!
 //! Design (register facts: i.MX8M Plus Reference Manual, FlexCAN chapter;
 //! Linux `drivers/net/can/flexcan/flexcan-core.c` and `flexcan.h`):
-//! - TX slot `i` is message buffer (MB) `i`. CTRL1.LBUF = 0 makes the
+//! - TX slot `i` is message buffer (MB) `i + 1`; MB 0 stays inactive for the
+//!   ERR005829 workaround Linux applies. CTRL1.LBUF = 0 makes the
 //!   controller offer the pending MB with the lowest arbitration field first,
 //!   so frames from different guests leave in id order, never in submission
 //!   order (no FIFO priority inversion). MCR.AEN makes aborts safe: writing
@@ -103,6 +104,7 @@ pub enum InitError {
     /// A bit rate cannot be made from the 40 MHz clock.
     BitTiming,
     /// `tx_slots` is 0, above [`MAX_TX`], or leaves fewer than 2 RX MBs
+    /// besides the reserved MB 0
     /// (one per IDE kind).
     Slots,
     /// No filters given (nothing could be received).
@@ -144,7 +146,7 @@ impl<M: Mmio> FlexCan<M> {
         };
         let fd = data.is_some();
         let mbs = if fd { FD_MBS } else { CLASSIC_MBS };
-        if cfg.tx_slots == 0 || cfg.tx_slots > MAX_TX || cfg.tx_slots + 2 > mbs {
+        if cfg.tx_slots == 0 || cfg.tx_slots > MAX_TX || cfg.tx_slots + 3 > mbs {
             return Err(InitError::Slots);
         }
         if cfg.filters.is_empty() {
@@ -199,7 +201,8 @@ impl<M: Mmio> FlexCan<M> {
         d.mmio.write32(IFLAG2, u32::MAX);
         d.mmio.write32(ESR1, ESR1_W1C);
         let used = d.mbs;
-        d.mmio.write32(IMASK1, mb_bits(used, 0));
+        // MB 0 is the erratum's reserved MB and never raises a flag.
+        d.mmio.write32(IMASK1, mb_bits(used, 0) & !1);
         d.mmio.write32(IMASK2, mb_bits(used, 32));
         d.unfreeze()?;
         Ok(d)
@@ -236,6 +239,11 @@ impl<M: Mmio> FlexCan<M> {
         self.wait(MCR, MCR_NOT_RDY, false)
     }
 
+    /// First RX MB: after the reserved MB and the TX MBs.
+    fn rx_first(&self) -> usize {
+        self.tx_slots + 1
+    }
+
     fn mb_addr(&self, mb: usize) -> usize {
         if self.fd {
             MB_BASE + (mb / 7) * 0x200 + (mb % 7) * 72
@@ -246,14 +254,14 @@ impl<M: Mmio> FlexCan<M> {
 
     fn program_mbs(&mut self, filters: &[Filter]) {
         // MB RAM is not reset by SOFTRST: every MB gets a defined code.
-        for mb in 0..self.tx_slots {
+        for mb in 0..=self.tx_slots {
             let a = self.mb_addr(mb);
             self.mmio.write32(a, cs_code(CODE_TX_INACTIVE));
             self.mmio.write32(a + 4, 0);
         }
         // Fit the filters into the RX MBs: merge the last two while too
         // many (a wider filter is still a union over-approximation).
-        let rx = self.mbs - self.tx_slots;
+        let rx = self.mbs - self.rx_first();
         let mut set = [Filter {
             id: 0,
             mask: 0,
@@ -277,7 +285,7 @@ impl<M: Mmio> FlexCan<M> {
         }
         for i in 0..rx {
             let f = set[i % n.max(1)];
-            let mb = self.tx_slots + i;
+            let mb = self.rx_first() + i;
             let a = self.mb_addr(mb);
             // Inactive while being written, then EMPTY to arm it.
             self.mmio.write32(a, 0);
@@ -337,7 +345,7 @@ impl<M: Mmio> FlexCan<M> {
     fn oldest_full(&self) -> Option<(usize, u32)> {
         let now = self.mmio.read32(TIMER) & 0xffff;
         let mut best: Option<(u32, usize, u32)> = None;
-        for mb in self.tx_slots..self.mbs {
+        for mb in self.rx_first()..self.mbs {
             if !self.iflag(mb) {
                 continue;
             }
@@ -395,6 +403,14 @@ fn write_payload<M: Mmio>(m: &mut M, at: usize, data: &[u8], words: usize) {
     }
 }
 
+/// The MB kept inactive for the ERR005829 workaround.
+const RESERVED_MB: usize = 0;
+
+/// TX slot `slot` is MB `slot + 1` (MB 0 is reserved).
+fn tx_mb(slot: usize) -> usize {
+    slot + 1
+}
+
 fn mb_bits(count: usize, from: usize) -> u32 {
     let n = count.saturating_sub(from).min(32);
     if n == 32 {
@@ -432,7 +448,7 @@ impl<M: Mmio> CanController for FlexCan<M> {
         if frame.is_fd() && !self.fd {
             return Err(ControllerError::Unsupported);
         }
-        let a = self.mb_addr(slot);
+        let a = self.mb_addr(tx_mb(slot));
         let (idw, mut cs) = match frame.id() {
             CanId::Standard(s) => (u32::from(s.raw()) << STD_ID_SHIFT, 0),
             // SRR must be recessive (1) in extended frames.
@@ -453,15 +469,22 @@ impl<M: Mmio> CanController for FlexCan<M> {
         self.mmio.write32(a + 4, idw);
         write_payload(&mut self.mmio, a + 8, frame.data(), frame.len().div_ceil(4));
         self.mmio.write32(a, cs);
+        // ERR005829 workaround (as Linux `flexcan_start_xmit`): write
+        // INACTIVE twice to the reserved first MB after activating one, so a
+        // transmission enabled during arbitration is not missed.
+        let reserved = self.mb_addr(RESERVED_MB);
+        self.mmio.write32(reserved, cs_code(CODE_TX_INACTIVE));
+        self.mmio.write32(reserved, cs_code(CODE_TX_INACTIVE));
         self.tx[slot] = Tx::Pending;
         Ok(())
     }
 
     fn abort(&mut self, slot: usize) -> bool {
-        if slot >= self.tx_slots || self.tx[slot] != Tx::Pending || self.iflag(slot) {
+        if slot >= self.tx_slots || self.tx[slot] != Tx::Pending || self.iflag(tx_mb(slot)) {
             return false;
         }
-        let a = self.mb_addr(slot);
+        let mb = tx_mb(slot);
+        let a = self.mb_addr(mb);
         let cs = self.mmio.read32(a);
         self.mmio
             .write32(a, (cs & !CS_CODE_MASK) | cs_code(CODE_TX_ABORT));
@@ -469,10 +492,10 @@ impl<M: Mmio> CanController for FlexCan<M> {
         // transmission; an MB on the bus raises its flag when the frame
         // ends, and `completion` reports it.
         for _ in 0..POLLS {
-            if self.iflag(slot) {
+            if self.iflag(mb) {
                 let code = (self.mmio.read32(a) & CS_CODE_MASK) >> CS_CODE_SHIFT;
                 if code == CODE_TX_ABORT {
-                    self.clear_iflag(slot);
+                    self.clear_iflag(mb);
                     self.tx[slot] = Tx::Free;
                     return true;
                 }
@@ -484,9 +507,10 @@ impl<M: Mmio> CanController for FlexCan<M> {
 
     fn completion(&mut self) -> Option<SlotDone> {
         for slot in 0..self.tx_slots {
-            if self.tx[slot] == Tx::Pending && self.iflag(slot) {
-                let code = (self.mmio.read32(self.mb_addr(slot)) & CS_CODE_MASK) >> CS_CODE_SHIFT;
-                self.clear_iflag(slot);
+            let mb = tx_mb(slot);
+            if self.tx[slot] == Tx::Pending && self.iflag(mb) {
+                let code = (self.mmio.read32(self.mb_addr(mb)) & CS_CODE_MASK) >> CS_CODE_SHIFT;
+                self.clear_iflag(mb);
                 self.tx[slot] = Tx::Free;
                 return Some(SlotDone {
                     slot,
@@ -500,7 +524,7 @@ impl<M: Mmio> CanController for FlexCan<M> {
 
     fn receive(&mut self) -> Option<Received> {
         // Each pass consumes one full MB, so this ends within `mbs` passes.
-        for _ in self.tx_slots..self.mbs {
+        for _ in self.rx_first()..self.mbs {
             let (mb, _) = self.oldest_full()?;
             let a = self.mb_addr(mb);
             // Reading an MB's CS locks it against move-in (and releases

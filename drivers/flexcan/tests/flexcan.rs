@@ -76,13 +76,18 @@ fn init_configures_in_freeze_and_leaves_it() {
     );
     assert_ne!(mm.reg(CBT) & (1 << 31), 0, "BTF: CBT in use");
     // Every MB has a defined code although MB RAM was garbage.
-    for mb in 0..4 {
+    // MB 0 is reserved (ERR005829), MBs 1..=4 are the TX slots.
+    for mb in 0..5 {
         assert_eq!(mm.code(mb), CODE_TX_INACTIVE, "TX MB {mb}");
     }
-    for mb in 4..64 {
+    for mb in 5..64 {
         assert_eq!(mm.code(mb), CODE_RX_EMPTY, "RX MB {mb}");
     }
-    assert_eq!(mm.reg(IMASK1), u32::MAX);
+    assert_eq!(
+        mm.reg(IMASK1),
+        !1u32,
+        "reserved MB 0 never interrupts"
+    );
     assert_eq!(mm.reg(IMASK2), u32::MAX);
     drop(mm);
     no_violations(&m);
@@ -107,10 +112,10 @@ fn init_refuses_bad_configurations() {
         }),
         Some(InitError::Slots)
     );
-    // FD leaves 14 MBs: 13 TX slots would leave one RX MB.
+    // FD leaves 14 MBs: 12 TX slots and the reserved MB leave one RX MB.
     assert_eq!(
         bad(Config {
-            tx_slots: 13,
+            tx_slots: 12,
             ..cfg(Some(2_000_000), &f)
         }),
         Some(InitError::Slots)
@@ -133,6 +138,9 @@ fn tx_leaves_in_id_order_not_submission_order() {
     d.submit(2, &std(0x100, &[1, 2, 3, 4, 5, 6, 7, 8]), 0x100)
         .unwrap();
     d.submit(3, &std(0x200, &[2]), 0x200).unwrap();
+    // ERR005829: each activation is followed by two INACTIVE writes to MB 0
+    // (one more from init).
+    assert_eq!(m.borrow().mb0_inactive_writes, 1 + 2 * 4);
     assert_eq!(
         d.submit(3, &std(0x1, &[]), 1),
         Err(ControllerError::BadSlot),
@@ -171,12 +179,12 @@ fn abort_frees_a_waiting_slot_but_not_one_on_the_bus() {
     let (m, mut d) = up(&cfg(None, &[ALL_STD]));
     d.submit(0, &std(0x100, &[1]), 0x100).unwrap();
     d.submit(1, &std(0x700, &[7]), 0x700).unwrap();
-    // 0x100 wins arbitration and is on the bus.
-    assert_eq!(m.borrow_mut().start_tx(), Some(0));
+    // 0x100 (slot 0 = MB 1) wins arbitration and is on the bus.
+    assert_eq!(m.borrow_mut().start_tx(), Some(1));
     assert!(!d.abort(0), "a frame on the bus cannot be aborted");
     // The low-priority waiting frame can: the virtualiser reuses its slot.
     assert!(d.abort(1));
-    assert_eq!(m.borrow().code(1), CODE_TX_ABORT);
+    assert_eq!(m.borrow().code(2), CODE_TX_ABORT);
     d.submit(1, &std(0x050, &[5]), 0x50).unwrap();
     m.borrow_mut().finish_tx(true);
     m.borrow_mut().drain();
@@ -199,7 +207,7 @@ fn abort_frees_a_waiting_slot_but_not_one_on_the_bus() {
 fn abort_of_a_frame_that_then_fails_on_the_bus_reports_not_sent() {
     let (m, mut d) = up(&cfg(None, &[ALL_STD]));
     d.submit(2, &std(0x10, &[]), 0x10).unwrap();
-    assert_eq!(m.borrow_mut().start_tx(), Some(2));
+    assert_eq!(m.borrow_mut().start_tx(), Some(3));
     assert!(!d.abort(2));
     m.borrow_mut().finish_tx(false);
     let c = d.completion().unwrap();
@@ -225,10 +233,11 @@ fn rx_filters_are_programmed_with_individual_masks() {
     let (m, mut d) = up(&cfg(None, &filters));
     {
         let mm = m.borrow();
-        assert_eq!(mm.reg(RXIMR + 4 * 4), 0x7f0 << 18);
-        assert_eq!(mm.reg(mm.mb_addr(4) + 4), 0x120 << 18);
-        assert_eq!(mm.reg(RXIMR + 4 * 5), 0x1fff_ffff);
-        assert_ne!(mm.reg(mm.mb_addr(5)) & CS_IDE, 0);
+        // RX MBs start at 5 (reserved MB 0, TX MBs 1..=4).
+        assert_eq!(mm.reg(RXIMR + 4 * 5), 0x7f0 << 18);
+        assert_eq!(mm.reg(mm.mb_addr(5) + 4), 0x120 << 18);
+        assert_eq!(mm.reg(RXIMR + 4 * 6), 0x1fff_ffff);
+        assert_ne!(mm.reg(mm.mb_addr(6)) & CS_IDE, 0);
     }
     let ext = Frame::classic(CanId::extended(0x1234_5678).unwrap(), &[1, 2]).unwrap();
     let ext_other = Frame::classic(CanId::extended(0x1234_5679).unwrap(), &[]).unwrap();
@@ -275,26 +284,27 @@ fn spare_rx_mbs_absorb_a_burst_for_one_filter() {
             extended: false,
         }],
     ));
-    for i in 0..60u8 {
+    // 64 MBs − reserved MB 0 − 4 TX MBs = 59 RX MBs.
+    for i in 0..59u8 {
         assert!(m.borrow_mut().inject(&std(0x42, &[i])).is_some());
     }
     let got: Vec<u8> = std::iter::from_fn(|| d.receive())
         .map(|r| r.frame.data()[0])
         .collect();
-    assert_eq!(got, (0..60).collect::<Vec<_>>());
+    assert_eq!(got, (0..59).collect::<Vec<_>>());
     assert_eq!(d.overruns(), 0);
-    // Beyond the 60 RX MBs the last one is overrun, and the driver counts it.
-    for i in 0..61u8 {
+    // Beyond the 59 RX MBs the last one is overrun, and the driver counts it.
+    for i in 0..60u8 {
         m.borrow_mut().inject(&std(0x42, &[i]));
     }
-    assert_eq!(std::iter::from_fn(|| d.receive()).count(), 60);
+    assert_eq!(std::iter::from_fn(|| d.receive()).count(), 59);
     assert_eq!(d.overruns(), 1);
     no_violations(&m);
 }
 
 #[test]
 fn more_filters_than_mbs_are_merged_into_a_superset() {
-    // FD: 14 MBs, 4 TX → 10 RX MBs for 16 standard + 1 extended filters.
+    // FD: 14 MBs, reserved + 4 TX → 9 RX MBs for 16 standard + 1 extended filters.
     let mut filters: Vec<Filter> = (0..16)
         .map(|i| Filter {
             id: 0x100 + 0x11 * i,
@@ -341,7 +351,7 @@ fn fd_frames_round_trip_with_64_byte_buffers() {
     let payload: Vec<u8> = (0..64).collect();
     let big = Frame::fd(CanId::extended(0x0400_0000).unwrap(), &payload, true).unwrap();
     let small = Frame::fd(CanId::standard(0x7).unwrap(), &payload[..12], false).unwrap();
-    // Slot 3 lies in the second half of RAM block 0; TX MBs 0..4 and RX from 4.
+    // Slot 3 is MB 4, in the second half of RAM block 0; RX MBs from 5.
     d.submit(3, &big, 0).unwrap();
     d.submit(0, &small, 0).unwrap();
     d.submit(1, &std(0x8, &[1]), 0).unwrap();
@@ -351,12 +361,12 @@ fn fd_frames_round_trip_with_64_byte_buffers() {
     let rx = Frame::fd(CanId::standard(0x55).unwrap(), &payload[..48], true)
         .unwrap()
         .with_esi(true);
-    // RX MBs 4..14 alternate standard/extended filters: 5 standard MBs,
-    // three of them (8, 10, 12) in RAM block 1.
+    // RX MBs 5..14 alternate standard/extended filters: 5 standard MBs
+    // (5, 7, 9, 11, 13), four of them in RAM block 1 (MB 7 onwards).
     for i in 0..5u8 {
         assert_eq!(
             m.borrow_mut().inject(&rx.with_byte(0, i)),
-            Some(4 + 2 * usize::from(i))
+            Some(5 + 2 * usize::from(i))
         );
     }
     for i in 0..5u8 {

@@ -40,6 +40,8 @@ pub struct Model {
     recessive_seqs: u32,
     /// Make the freeze acknowledge never come (a dead clock).
     pub stuck: bool,
+    /// INACTIVE codes written to MB 0 (the ERR005829 workaround's MB).
+    pub mb0_inactive_writes: u32,
 }
 
 impl Model {
@@ -61,6 +63,7 @@ impl Model {
             rec: 0,
             recessive_seqs: 0,
             stuck: false,
+            mb0_inactive_writes: 0,
         }
     }
 
@@ -269,6 +272,9 @@ impl Model {
     fn write_cs(&mut self, mb: usize, v: u32) {
         let old = self.code(mb);
         let new = (v & CS_CODE_MASK) >> CS_CODE_SHIFT;
+        if mb == 0 && new == CODE_TX_INACTIVE {
+            self.mb0_inactive_writes += 1;
+        }
         let a = self.mb_addr(mb) / 4;
         if old == CODE_TX_DATA && !self.frozen() {
             if new == CODE_TX_ABORT && self.mcr() & MCR_AEN != 0 {
