@@ -83,11 +83,7 @@ fn init_configures_in_freeze_and_leaves_it() {
     for mb in 5..64 {
         assert_eq!(mm.code(mb), CODE_RX_EMPTY, "RX MB {mb}");
     }
-    assert_eq!(
-        mm.reg(IMASK1),
-        !1u32,
-        "reserved MB 0 never interrupts"
-    );
+    assert_eq!(mm.reg(IMASK1), !1u32, "reserved MB 0 never interrupts");
     assert_eq!(mm.reg(IMASK2), u32::MAX);
     drop(mm);
     no_violations(&m);
