@@ -10,7 +10,7 @@ use bulkhead_virt_blk::crc32::crc32;
 use bulkhead_virt_blk::table::{read_table, ReadError, SectorSource, SECTOR};
 use bulkhead_virt_blk::{ClientPolicy, Hops, Virtualiser};
 use bulkhead_virtio::{GuestMemory, Queue, QueueContext, SliceMemory, VirtioDevice};
-use bulkhead_vmm_devices::blk::{BlkBackend, BlkConfig, VirtioBlk, DATA_REGION_BYTES};
+use bulkhead_vmm_devices::blk::{BlkBackend, BlkConfig, VirtioBlk, SLOT_BYTES};
 
 struct Image<'a>(&'a [u8]);
 
@@ -166,9 +166,10 @@ pub fn blk_request(data: &[u8]) {
     if queue.set_ready(0).is_err() {
         return;
     }
+    // One chain uses slot 0 only: one slot of region keeps runs fast.
     let backend = Backend {
-        out: vec![0; DATA_REGION_BYTES],
-        inn: vec![0; DATA_REGION_BYTES],
+        out: vec![0; SLOT_BYTES as usize],
+        inn: vec![0; SLOT_BYTES as usize],
         pending: VecDeque::new(),
     };
     let ro = data.first().is_some_and(|b| b & 1 == 1);
