@@ -46,8 +46,8 @@ impl Handler for CanVirt {
             if CRASH && self.served == CRASH_AFTER {
                 debug_println!("sep: can_virt crashing after {} requests", self.served);
                 // SAFETY: deliberately faults (the T3 "kill a PD" scenario):
-                // a write to address 8, which is never mapped.
-                unsafe { core::ptr::write_volatile(8 as *mut u64, 1) };
+                // a write to address 0x10, which is never mapped.
+                unsafe { core::ptr::write_volatile(0x10 as *mut u64, 1) };
             }
             let seq = self.req.read_u64(0).unwrap_or(0);
             let _ = self.resp.write_u64(0, seq);

@@ -11,8 +11,8 @@ struct Attacker;
 impl Handler for Attacker {
     fn init() -> Self {
         debug_println!("sep: crashing");
-        // SAFETY: deliberately faults: address 8 is never mapped.
-        unsafe { core::ptr::write_volatile(8 as *mut u64, 1) };
+        // SAFETY: deliberately faults: address 0x10 is never mapped.
+        unsafe { core::ptr::write_volatile(0x10 as *mut u64, 1) };
         halt(3)
     }
 
