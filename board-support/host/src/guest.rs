@@ -105,7 +105,9 @@ fn gpr(r: Register) -> Option<Gpr> {
         R15 => 15,
         _ => return Option::None,
     };
-    let size = u8::try_from(r.size()).ok().filter(|s| matches!(s, 1 | 2 | 4 | 8))?;
+    let size = u8::try_from(r.size())
+        .ok()
+        .filter(|s| matches!(s, 1 | 2 | 4 | 8))?;
     Some(Gpr { num, size, high8 })
 }
 
@@ -141,7 +143,8 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         .ok_or_else(unsupported)?;
     let (k0, k1) = (ins.op0_kind(), ins.op1_kind());
     let op = match (ins.mnemonic(), k0, k1) {
-        (Mnemonic::Mov, OpKind::Register, OpKind::Memory) | (Mnemonic::Movzx, OpKind::Register, OpKind::Memory) => Op::Load {
+        (Mnemonic::Mov, OpKind::Register, OpKind::Memory)
+        | (Mnemonic::Movzx, OpKind::Register, OpKind::Memory) => Op::Load {
             dst: gpr(ins.op0_register()).ok_or_else(unsupported)?,
         },
         (Mnemonic::Mov, OpKind::Memory, OpKind::Register) => Op::Store {
@@ -150,7 +153,10 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         (
             Mnemonic::Mov,
             OpKind::Memory,
-            OpKind::Immediate8 | OpKind::Immediate16 | OpKind::Immediate32 | OpKind::Immediate32to64,
+            OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate32to64,
         ) => Op::Store {
             src: Source::Imm(ins.immediate(1) & mask(width)),
         },
@@ -274,7 +280,10 @@ mod tests {
         assert_eq!((d.width, store_value(&regs(), &d)), (1, 0xdd));
         // mov dword [rax+0x70], 0xffffffff
         let d = decode(&[0xc7, 0x40, 0x70, 0xff, 0xff, 0xff, 0xff]).unwrap();
-        assert_eq!((d.len, d.width, store_value(&regs(), &d)), (7, 4, 0xffff_ffff));
+        assert_eq!(
+            (d.len, d.width, store_value(&regs(), &d)),
+            (7, 4, 0xffff_ffff)
+        );
         // mov qword [rax], -1 (sign-extended imm32)
         let d = decode(&[0x48, 0xc7, 0x00, 0xff, 0xff, 0xff, 0xff]).unwrap();
         assert_eq!(store_value(&regs(), &d), u64::MAX);
@@ -287,15 +296,35 @@ mod tests {
     #[test]
     fn everything_else_is_refused_with_its_text() {
         // add [rax], ecx: read-modify-write
-        assert!(matches!(decode(&[0x01, 0x08]), Err(DecodeError::Unsupported(t)) if t.contains("add")));
+        assert!(
+            matches!(decode(&[0x01, 0x08]), Err(DecodeError::Unsupported(t)) if t.contains("add"))
+        );
         // rep movsb
-        assert!(matches!(decode(&[0xf3, 0xa4]), Err(DecodeError::Unsupported(_))));
+        assert!(matches!(
+            decode(&[0xf3, 0xa4]),
+            Err(DecodeError::Unsupported(_))
+        ));
         // mov eax, fs:[rax]
-        assert!(matches!(decode(&[0x64, 0x8b, 0x00]), Err(DecodeError::Unsupported(_))));
+        assert!(matches!(
+            decode(&[0x64, 0x8b, 0x00]),
+            Err(DecodeError::Unsupported(_))
+        ));
         // movups xmm0, [rax]
-        assert!(matches!(decode(&[0x0f, 0x10, 0x00]), Err(DecodeError::Unsupported(_))));
-        assert_eq!(decode(&[0x0f, 0x0b]).err().map(|e| e.to_string().contains("ud2")), Some(true));
-        assert_eq!(decode(&[0x06]), Err(DecodeError::Invalid), "push es is invalid in 64-bit mode");
+        assert!(matches!(
+            decode(&[0x0f, 0x10, 0x00]),
+            Err(DecodeError::Unsupported(_))
+        ));
+        assert_eq!(
+            decode(&[0x0f, 0x0b])
+                .err()
+                .map(|e| e.to_string().contains("ud2")),
+            Some(true)
+        );
+        assert_eq!(
+            decode(&[0x06]),
+            Err(DecodeError::Invalid),
+            "push es is invalid in 64-bit mode"
+        );
         assert_eq!(decode(&[]), Err(DecodeError::Invalid));
         assert_eq!(decode(&[0x8b]), Err(DecodeError::Invalid), "truncated");
     }

@@ -328,7 +328,10 @@ impl Supervisor<'_> {
             return stop(self, format!("signal {signo} at {:#x}", info.addr));
         }
         if in_ram {
-            return stop(self, format!("access to its RAM at {:#x} that its map forbids", info.addr));
+            return stop(
+                self,
+                format!("access to its RAM at {:#x} that its map forbids", info.addr),
+            );
         }
         let mut bytes = [0u8; 16];
         if sys::ptrace_peek(pid, regs.rip, &mut bytes).is_err() {
@@ -384,10 +387,15 @@ impl Supervisor<'_> {
         } else {
             self.guest_report(
                 g,
-                format!("data abort injected (pc {:#x}, {}-byte {})", regs.rip, d.width, match d.op {
-                    guest::Op::Load { .. } => "load",
-                    guest::Op::Store { .. } => "store",
-                }),
+                format!(
+                    "data abort injected (pc {:#x}, {}-byte {})",
+                    regs.rip,
+                    d.width,
+                    match d.op {
+                        guest::Op::Load { .. } => "load",
+                        guest::Op::Store { .. } => "store",
+                    }
+                ),
             );
             let _ = sys::ptrace_cont(pid, libc::SIGBUS);
         }
@@ -411,7 +419,9 @@ impl Supervisor<'_> {
             self.guests[g].buf[stream].extend_from_slice(&chunk[..n]);
             while let Some(pos) = self.guests[g].buf[stream].iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.guests[g].buf[stream].drain(..=pos).collect();
-                let text = String::from_utf8_lossy(&line[..pos]).trim_end_matches('\r').to_string();
+                let text = String::from_utf8_lossy(&line[..pos])
+                    .trim_end_matches('\r')
+                    .to_string();
                 self.emit(Line {
                     pd: Some(name.clone()),
                     text,
@@ -444,9 +454,11 @@ impl Supervisor<'_> {
                         self.guest_report(g, format!("killed by signal {s}"));
                     }
                     Ok(sys::Wait::SignalStop(sig)) => match sig {
-                        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP => {
-                            self.guest_fault(g, sig)
-                        }
+                        libc::SIGSEGV
+                        | libc::SIGBUS
+                        | libc::SIGILL
+                        | libc::SIGFPE
+                        | libc::SIGTRAP => self.guest_fault(g, sig),
                         libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {
                             let _ = sys::ptrace_cont(pid, 0);
                         }
@@ -1168,7 +1180,11 @@ fn start_guest(
     let mut desc = Vec::new();
     for m in &plan.vms[vm].maps {
         let (rw, ro) = &regions[m.region];
-        fds.push(if m.perms & 2 != 0 { rw.as_raw_fd() } else { ro.as_raw_fd() });
+        fds.push(if m.perms & 2 != 0 {
+            rw.as_raw_fd()
+        } else {
+            ro.as_raw_fd()
+        });
         desc.push(format!("{:#x},{:#x},{}", m.vaddr, m.size, m.perms));
     }
     let mut cmd = Command::new(program);
@@ -1213,7 +1229,8 @@ fn start_guest(
                     libc::_exit(1);
                 }
             }
-            let first = u32::try_from(GUEST_GO_FD).unwrap_or(3) + u32::try_from(fds.len()).unwrap_or(0);
+            let first =
+                u32::try_from(GUEST_GO_FD).unwrap_or(3) + u32::try_from(fds.len()).unwrap_or(0);
             if libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) != 0 {
                 for fd in i32::try_from(first).unwrap_or(4)..65536 {
                     libc::close(fd);
@@ -1236,7 +1253,10 @@ fn start_guest(
     }
     if sys::write_all(go_w.as_raw_fd(), &[1]).is_err() {
         sys::kill(pid, libc::SIGKILL);
-        return Err(HostError::Os("starting a test guest", std::io::Error::last_os_error()));
+        return Err(HostError::Os(
+            "starting a test guest",
+            std::io::Error::last_os_error(),
+        ));
     }
     drop(go_w);
     let g = sup.guests.len() as u64;

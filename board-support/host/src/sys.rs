@@ -514,7 +514,14 @@ pub fn ptrace_peek(pid: libc::pid_t, addr: u64, out: &mut [u8]) -> io::Result<()
         // SAFETY: errno location is thread-local and valid.
         unsafe { *libc::__errno_location() = 0 };
         // SAFETY: no pointers are passed; the word comes back as the result.
-        let word = unsafe { libc::ptrace(libc::PTRACE_PEEKTEXT, pid, at as usize, 0usize) };
+        let word = unsafe {
+            libc::ptrace(
+                libc::PTRACE_PEEKTEXT,
+                pid,
+                usize::try_from(at).unwrap_or(usize::MAX),
+                0usize,
+            )
+        };
         // SAFETY: errno location is thread-local and valid.
         if word == -1 && unsafe { *libc::__errno_location() } != 0 {
             return Err(io::Error::last_os_error());

@@ -767,13 +767,21 @@ mod tests {
 
     #[test]
     fn vm_fault_syndrome_round_trips_and_rejects_other_labels() {
-        for (width, write, reg) in [(1u8, false, 0u8), (2, true, 15), (4, false, 7), (8, true, 31)] {
+        for (width, write, reg) in [
+            (1u8, false, 0u8),
+            (2, true, 15),
+            (4, false, 7),
+            (8, true, 31),
+        ] {
             let s = VmFaultInfo::syndrome(width, write, reg);
             let f = VmFaultInfo::decode(8, 1, 2, s, 0xffff).unwrap();
             assert_eq!((f.width, f.write, f.reg), (width, write, reg));
             assert_eq!(f.value, if write { 0xffff } else { 0 });
         }
-        assert_eq!(VmFaultInfo::decode(2, 1, 2, VmFaultInfo::syndrome(4, true, 0), 0), None);
+        assert_eq!(
+            VmFaultInfo::decode(2, 1, 2, VmFaultInfo::syndrome(4, true, 0), 0),
+            None
+        );
         assert_eq!(VmFaultInfo::decode(8, 1, 2, 0, 0), None, "ISV clear");
     }
 

@@ -94,7 +94,10 @@ pub fn consumer(name: &str) -> Result<Consumer<'static, Chunk>, HopError> {
 
 /// Pushes as much of `bytes` as fits; returns how many bytes went in and
 /// whether the consumer asked for a notification.
-pub fn push_bytes(p: &mut Producer<'_, Chunk>, mut bytes: &[u8]) -> Result<(usize, bool), RingError> {
+pub fn push_bytes(
+    p: &mut Producer<'_, Chunk>,
+    mut bytes: &[u8],
+) -> Result<(usize, bool), RingError> {
     let mut sent = 0;
     while !bytes.is_empty() {
         let (c, n) = Chunk::new(bytes);
@@ -128,7 +131,8 @@ mod tests {
     #[test]
     fn push_bytes_splits_stops_when_full_and_asks_to_notify_only_when_armed() {
         let need = bulkhead_ring::layout::ring_bytes(RING_CAPACITY, Chunk::WORDS).unwrap();
-        let lines: std::vec::Vec<CacheLine> = (0..need / 128 + 1).map(|_| CacheLine::new()).collect();
+        let lines: std::vec::Vec<CacheLine> =
+            (0..need / 128 + 1).map(|_| CacheLine::new()).collect();
         let region = RingRegion::from_lines(&lines);
         let mut tx = Producer::<Chunk>::attach(region, RING_CAPACITY).unwrap();
         let mut rx = Consumer::<Chunk>::attach(region, RING_CAPACITY).unwrap();

@@ -9,6 +9,12 @@
 //! Interrupts: the supervisor signals an eventfd at [`IRQ_FD`] when the VMM
 //! raises a line; [`wait_irq`] polls it.
 
+// Test guests are x86_64 Linux programs (the host board): guest-physical
+// addresses (u64) and pointers (usize) are the same width.
+#![allow(clippy::cast_possible_truncation)]
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+compile_error!("test guests run on the x86_64 Linux host board only");
+
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -67,7 +73,8 @@ pub fn setup() -> Result<(u64, u64), SetupError> {
     // would return and re-run the access instead).
     // SAFETY: restores the default disposition; no handler code involved.
     unsafe { libc::signal(libc::SIGBUS, libc::SIG_DFL) };
-    let maps = std::env::var("BULKHEAD_GUEST_MAPS").map_err(|_| SetupError::Maps("not set".into()))?;
+    let maps =
+        std::env::var("BULKHEAD_GUEST_MAPS").map_err(|_| SetupError::Maps("not set".into()))?;
     let mut ram = None;
     for (k, m) in maps.split(';').filter(|m| !m.is_empty()).enumerate() {
         let f: Vec<&str> = m.split(',').collect();
@@ -114,7 +121,10 @@ pub fn setup() -> Result<(u64, u64), SetupError> {
             layout::MMIO_BASE as *mut libc::c_void,
             layout::MMIO_RANGE as usize,
             libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE,
+            libc::MAP_PRIVATE
+                | libc::MAP_ANONYMOUS
+                | libc::MAP_NORESERVE
+                | libc::MAP_FIXED_NOREPLACE,
             -1,
             0,
         )
@@ -187,7 +197,9 @@ pub struct GuestHal;
 
 fn in_ram(addr: usize, len: usize) -> bool {
     addr >= RAM_BASE.load(Ordering::Relaxed)
-        && addr.checked_add(len).is_some_and(|e| e <= BOUNCE_BASE.load(Ordering::Relaxed))
+        && addr
+            .checked_add(len)
+            .is_some_and(|e| e <= BOUNCE_BASE.load(Ordering::Relaxed))
 }
 
 // SAFETY: DMA memory is guest RAM, identity-mapped (physical = virtual), so
@@ -204,7 +216,10 @@ unsafe impl Hal for GuestHal {
         // SAFETY: [at, at+len) is guest RAM this guest mapped read-write and
         // hands out once.
         unsafe { std::ptr::write_bytes(at as *mut u8, 0, len) };
-        (at as PhysAddr, NonNull::new(at as *mut u8).unwrap_or(NonNull::dangling()))
+        (
+            at as PhysAddr,
+            NonNull::new(at as *mut u8).unwrap_or(NonNull::dangling()),
+        )
     }
 
     unsafe fn dma_dealloc(_paddr: PhysAddr, _vaddr: NonNull<u8>, _pages: usize) -> i32 {
@@ -281,7 +296,10 @@ pub fn run_console(lines: u64, die_after: Option<u64>) -> ! {
             std::process::exit(2);
         }
     };
-    say(&mut con, &format!("hello from a virtio-drivers guest (RAM {size:#x} bytes at {base:#x})\n"));
+    say(
+        &mut con,
+        &format!("hello from a virtio-drivers guest (RAM {size:#x} bytes at {base:#x})\n"),
+    );
     let mut n = 0u64;
     loop {
         n += 1;
@@ -332,7 +350,15 @@ pub fn run_hostile(case: Hostile) -> ! {
         std::process::exit(2);
     }
     let reg = |off: u64| (layout::slot(0) + off) as *mut u32;
-    for (off, v) in [(0x70, 0xdead_beef), (0x30, 9999), (0x38, u32::MAX), (0x44, 1), (0x50, 77), (0x14, u32::MAX), (0x70, 0)] {
+    for (off, v) in [
+        (0x70, 0xdead_beef),
+        (0x30, 9999),
+        (0x38, u32::MAX),
+        (0x44, 1),
+        (0x50, 77),
+        (0x14, u32::MAX),
+        (0x70, 0),
+    ] {
         // SAFETY: a register of slot 0 in the reserved MMIO range; the
         // access traps into the VMM by design.
         unsafe { std::ptr::write_volatile(reg(off), v) };
@@ -358,7 +384,9 @@ pub fn run_hostile(case: Hostile) -> ! {
             eprintln!("hostile: add to a register");
             // SAFETY: a read-modify-write of a trapping register; the
             // supervisor refuses to emulate it.
-            unsafe { core::arch::asm!("add dword ptr [{0}], 1", in(reg) reg(0x70), options(nostack)) };
+            unsafe {
+                core::arch::asm!("add dword ptr [{0}], 1", in(reg) reg(0x70), options(nostack))
+            };
             eprintln!("hostile: add completed");
         }
     }

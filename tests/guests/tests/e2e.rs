@@ -29,19 +29,40 @@ fn build_pds() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.current_dir(here().join("../.."))
-            .args(["build", "-p", "bulkhead-vmm-host", "-p", "bulkhead-virt-console-pd"])
-            .args(["-p", "bulkhead-host-serial", "-p", "bulkhead-test-guests", "--target-dir"])
+            .args([
+                "build",
+                "-p",
+                "bulkhead-vmm-host",
+                "-p",
+                "bulkhead-virt-console-pd",
+            ])
+            .args([
+                "-p",
+                "bulkhead-host-serial",
+                "-p",
+                "bulkhead-test-guests",
+                "--target-dir",
+            ])
             .arg(bin_dir().parent().unwrap());
         if bin_dir().file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
-        assert!(cmd.status().unwrap().success(), "building the console PDs failed");
+        assert!(
+            cmd.status().unwrap().success(),
+            "building the console PDs failed"
+        );
     });
 }
 
 /// Runs `systems/console.system` with the two guests bound to the named
 /// programs (a copy in a temporary directory with its own `.host.toml`).
-fn run(name: &str, cluster: &str, infotainment: &str, until: &str, secs: u64) -> Option<RunOutcome> {
+fn run(
+    name: &str,
+    cluster: &str,
+    infotainment: &str,
+    until: &str,
+    secs: u64,
+) -> Option<RunOutcome> {
     build_pds();
     let dir = std::env::temp_dir().join(format!("bh-guests-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -92,20 +113,38 @@ fn two_guests_print_through_their_vmms_and_serial_virt() {
         assert!(hello.is_some(), "{g} greeting missing:\n{text}");
         let mut last = hello.unwrap();
         for n in 1..=5 {
-            let at = pos(&lines, &format!("[serial_driver] {g}| line {n}")).unwrap_or_else(|| panic!("{g} line {n} missing:\n{text}"));
+            let at = pos(&lines, &format!("[serial_driver] {g}| line {n}"))
+                .unwrap_or_else(|| panic!("{g} line {n} missing:\n{text}"));
             assert!(at > last, "{g} lines out of order:\n{text}");
             last = at;
         }
-        assert!(pos(&lines, &format!("[serial_driver] {g}| done")).is_some(), "{text}");
+        assert!(
+            pos(&lines, &format!("[serial_driver] {g}| done")).is_some(),
+            "{text}"
+        );
     }
-    assert!(pos(&lines, "MONITOR").is_none(), "no fault or refusal expected:\n{text}");
+    assert!(
+        pos(&lines, "MONITOR").is_none(),
+        "no fault or refusal expected:\n{text}"
+    );
 }
 
 /// Runs a misbehaving `cluster` next to `chatty_guest` as `infotainment`
 /// until infotainment's 40th line; returns the rendered lines.
 fn beside_chatty(name: &str, cluster: &str) -> Option<Vec<String>> {
-    let o = run(name, cluster, "chatty_guest", r"infotainment\| line 40$", 30)?;
-    assert_eq!(o.status, 0, "infotainment never reached line 40:\n{}", rendered(&o).join("\n"));
+    let o = run(
+        name,
+        cluster,
+        "chatty_guest",
+        r"infotainment\| line 40$",
+        30,
+    )?;
+    assert_eq!(
+        o.status,
+        0,
+        "infotainment never reached line 40:\n{}",
+        rendered(&o).join("\n")
+    );
     Some(rendered(&o))
 }
 
@@ -118,32 +157,72 @@ fn after(lines: &[String], first: &str, then: &str) {
 
 #[test]
 fn an_odd_width_read_aborts_only_the_guest_that_made_it() {
-    let Some(l) = beside_chatty("oddwidth", "hostile_odd_width") else { return };
-    after(&l, "[cluster] hostile: survived nonsense writes; magic still 0x74726976", "[cluster] hostile: 2-byte read at offset 0x72");
-    after(&l, "MONITOR: guest cluster: data abort injected", "[serial_driver] infotainment| line 40");
-    after(&l, "[cluster_vmm] cluster_vmm: device refused 2-byte access at 0xa000072", "MONITOR: guest cluster: killed by signal 7");
+    let Some(l) = beside_chatty("oddwidth", "hostile_odd_width") else {
+        return;
+    };
+    after(
+        &l,
+        "[cluster] hostile: survived nonsense writes; magic still 0x74726976",
+        "[cluster] hostile: 2-byte read at offset 0x72",
+    );
+    after(
+        &l,
+        "MONITOR: guest cluster: data abort injected",
+        "[serial_driver] infotainment| line 40",
+    );
+    after(
+        &l,
+        "[cluster_vmm] cluster_vmm: device refused 2-byte access at 0xa000072",
+        "MONITOR: guest cluster: killed by signal 7",
+    );
     assert!(pos(&l, "odd-width read returned").is_none());
 }
 
 #[test]
 fn a_read_past_the_windows_aborts_only_that_guest() {
-    let Some(l) = beside_chatty("past", "hostile_past_window") else { return };
-    after(&l, "[cluster_vmm] cluster_vmm: no device at 0xa000ffc", "MONITOR: guest cluster: killed by signal 7");
-    after(&l, "MONITOR: guest cluster: data abort injected", "[serial_driver] infotainment| line 40");
+    let Some(l) = beside_chatty("past", "hostile_past_window") else {
+        return;
+    };
+    after(
+        &l,
+        "[cluster_vmm] cluster_vmm: no device at 0xa000ffc",
+        "MONITOR: guest cluster: killed by signal 7",
+    );
+    after(
+        &l,
+        "MONITOR: guest cluster: data abort injected",
+        "[serial_driver] infotainment| line 40",
+    );
     assert!(pos(&l, "past-window read returned").is_none());
 }
 
 #[test]
 fn an_unsupported_instruction_stops_only_that_guest() {
-    let Some(l) = beside_chatty("insn", "hostile_unsupported") else { return };
-    after(&l, "MONITOR: guest cluster: unsupported MMIO instruction add (83 00 01)", "[serial_driver] infotainment| line 40");
+    let Some(l) = beside_chatty("insn", "hostile_unsupported") else {
+        return;
+    };
+    after(
+        &l,
+        "MONITOR: guest cluster: unsupported MMIO instruction add (83 00 01)",
+        "[serial_driver] infotainment| line 40",
+    );
     assert!(pos(&l, "add completed").is_none());
 }
 
 #[test]
 fn killing_one_guest_leaves_the_other_running() {
-    let Some(l) = beside_chatty("kill", "dying_guest") else { return };
-    after(&l, "[serial_driver] cluster| line 3", "MONITOR: guest cluster: killed by signal 9");
-    after(&l, "MONITOR: guest cluster: killed by signal 9", "[serial_driver] infotainment| line 40");
+    let Some(l) = beside_chatty("kill", "dying_guest") else {
+        return;
+    };
+    after(
+        &l,
+        "[serial_driver] cluster| line 3",
+        "MONITOR: guest cluster: killed by signal 9",
+    );
+    after(
+        &l,
+        "MONITOR: guest cluster: killed by signal 9",
+        "[serial_driver] infotainment| line 40",
+    );
     assert!(pos(&l, "cluster| line 4").is_none());
 }

@@ -39,7 +39,12 @@ impl SerialVirt {
     /// driver wants a notification.
     fn drain_guest(&mut self, g: usize) -> bool {
         let mut notify = false;
-        let Self { mux, hops, to_driver, .. } = self;
+        let Self {
+            mux,
+            hops,
+            to_driver,
+            ..
+        } = self;
         let Some(tx) = to_driver.as_mut() else {
             return false;
         };
@@ -62,7 +67,10 @@ impl SerialVirt {
                             Ok(Armed::Pending) => continue,
                             Ok(Armed::MaySleep) => break,
                             Err(_) => {
-                                debug_println!("serial_virt: {} ring corrupt; ignoring it", GUESTS[g]);
+                                debug_println!(
+                                    "serial_virt: {} ring corrupt; ignoring it",
+                                    GUESTS[g]
+                                );
                                 hop.out = None;
                                 break;
                             }
@@ -87,7 +95,9 @@ impl SerialVirt {
     }
 
     fn route_input(&mut self) {
-        let Some(rx) = self.from_driver.as_mut() else { return };
+        let Some(rx) = self.from_driver.as_mut() else {
+            return;
+        };
         while let Ok(Some(c)) = rx.pop() {
             self.mux.input(c.bytes());
         }
@@ -96,7 +106,9 @@ impl SerialVirt {
             let mut buf = [0u8; CHUNK_BYTES];
             while self.mux.input_pending(g) {
                 let n = self.mux.take_input(g, &mut buf);
-                let Some(tx) = self.hops[g].input.as_mut() else { break };
+                let Some(tx) = self.hops[g].input.as_mut() else {
+                    break;
+                };
                 match push_bytes(tx, &buf[..n]) {
                     Ok((_, true)) => {
                         let _ = Channel::new(1 + u8::try_from(g).unwrap_or(0)).notify();

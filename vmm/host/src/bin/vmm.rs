@@ -52,8 +52,9 @@ impl Handler for VmmPd {
                 stop("device table does not fit the bus");
             }
         }
-        let console = bulkhead_vmm_core::VirtioMmio::new(VirtioConsole::new(RingConsole::attach(), 80, 25))
-            .unwrap_or_else(|_| stop("console model refused by the transport"));
+        let console =
+            bulkhead_vmm_core::VirtioMmio::new(VirtioConsole::new(RingConsole::attach(), 80, 25))
+                .unwrap_or_else(|_| stop("console model refused by the transport"));
         debug_println!(
             "{}: {} device(s), RAM {:#x} bytes at {:#x}",
             pd_name(),
@@ -80,7 +81,11 @@ impl Handler for VmmPd {
 
     fn fault(&mut self, child: Child, msg: MessageInfo) -> bool {
         let Some(f) = VmFaultInfo::from_message(msg) else {
-            debug_println!("{}: child {} fault that is not a VM fault", pd_name(), child.id());
+            debug_println!(
+                "{}: child {} fault that is not a VM fault",
+                pd_name(),
+                child.id()
+            );
             return false;
         };
         let access = MmioAccess {
@@ -92,7 +97,9 @@ impl Handler for VmmPd {
                 AccessKind::Read { reg: f.reg }
             },
         };
-        let outcome = self.bus.handle(&access, &mut self.ram, &mut self.devices.bus());
+        let outcome = self
+            .bus
+            .handle(&access, &mut self.ram, &mut self.devices.bus());
         let resume = match outcome {
             Outcome::Completed { value, irq } => {
                 if let Some(v) = value {
@@ -102,11 +109,21 @@ impl Handler for VmmPd {
                 true
             }
             Outcome::Unhandled { gpa } => {
-                debug_println!("{}: no device at {gpa:#x} ({}-byte access, pc {:#x}): abort", pd_name(), f.width, f.pc);
+                debug_println!(
+                    "{}: no device at {gpa:#x} ({}-byte access, pc {:#x}): abort",
+                    pd_name(),
+                    f.width,
+                    f.pc
+                );
                 false
             }
             Outcome::Refused { gpa } => {
-                debug_println!("{}: device refused {}-byte access at {gpa:#x} (pc {:#x}): abort", pd_name(), f.width, f.pc);
+                debug_println!(
+                    "{}: device refused {}-byte access at {gpa:#x} (pc {:#x}): abort",
+                    pd_name(),
+                    f.width,
+                    f.pc
+                );
                 false
             }
         };
