@@ -1,4 +1,7 @@
-//! The interface between the virtualiser and the CAN controller driver.
+//! The interface between the CAN virtualiser and a CAN controller driver.
+//!
+//! It lives here, in the protocol crate both sides depend on, so that a
+//! driver never imports the virtualiser (they meet only in a `.system` file).
 //!
 //! A controller has a few TX buffers (slots). The virtualiser puts frames
 //! into free slots, each with its priority (the frame's arbitration key: the

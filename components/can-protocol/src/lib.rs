@@ -17,6 +17,8 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod controller;
+
 use bulkhead_can_frame::{fd_dlc_for_len, CanId, Frame, FrameError, FrameKind, MAX_FD_LEN};
 use bulkhead_ring::Pod;
 

@@ -29,7 +29,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-pub mod controller;
+pub use bulkhead_can_protocol::controller;
 pub mod policy;
 
 pub use controller::{

@@ -20,7 +20,7 @@
 pub mod regs;
 
 use bulkhead_can_frame::{CanId, Frame, FrameKind};
-use bulkhead_virt_can::controller::{
+use bulkhead_can_protocol::controller::{
     BusState, CanController, ControllerError, ControllerStatus, Received, SlotDone,
 };
 pub use drv_pci_ecam::Mmio;

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use bulkhead_can_frame::{CanId, Frame};
-use bulkhead_virt_can::controller::{BusState, CanController, ControllerError};
+use bulkhead_can_protocol::controller::{BusState, CanController, ControllerError};
 use drv_ctucanfd::regs::*;
 use drv_ctucanfd::*;
 use drv_pci_ecam::{Bdf, Ecam, Window};

@@ -29,7 +29,7 @@ pub mod regs;
 pub mod timing;
 
 use bulkhead_can_frame::{CanId, Frame};
-use bulkhead_virt_can::controller::{
+use bulkhead_can_protocol::controller::{
     BusState, CanController, ControllerError, ControllerStatus, Received, SlotDone,
 };
 

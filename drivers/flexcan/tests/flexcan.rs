@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use bulkhead_can_frame::{CanId, Frame};
-use bulkhead_virt_can::controller::{BusState, CanController, ControllerError};
+use bulkhead_can_protocol::controller::{BusState, CanController, ControllerError};
 use drv_flexcan::regs::*;
 use drv_flexcan::{timing, Config, Filter, FlexCan, InitError, CLOCK_HZ};
 use model::{Handle, Model};
