@@ -19,6 +19,9 @@ const TIMER: Channel = Channel::new(5);
 /// (a reply merely later than the next tick is an overrun).
 const LOST_AFTER: u64 = 10;
 
+/// Periods the path may take to come up before S gives up.
+const BOOT_LIMIT: u64 = 5000;
+
 /// A tick later than this after the previous one is late (period 1 ms).
 const LATE_GAP_NS: u64 = 2_000_000;
 
@@ -40,6 +43,8 @@ struct Cluster {
     last_tick: u64,
     max_gap: u64,
     late: u64,
+    /// The tick whose request was answered first (0: not yet).
+    up: u64,
     sum0: u64,
 }
 
@@ -83,6 +88,7 @@ impl Handler for Cluster {
             last_tick: 0,
             max_gap: 0,
             late: 0,
+            up: 0,
             sum0,
         }
     }
@@ -92,7 +98,10 @@ impl Handler for Cluster {
             let seq = self.resp.read_u64(0).unwrap_or(u64::MAX);
             if self.outstanding && seq == self.tick {
                 let lat = now_ns().saturating_sub(self.t0);
-                let n = usize::try_from(self.tick).unwrap_or(usize::MAX);
+                if self.up == 0 {
+                    self.up = self.tick;
+                }
+                let n = self.index();
                 if n > S_WARMUP && n - S_WARMUP <= S_TICKS {
                     LAT[n - S_WARMUP - 1].store(lat, Ordering::Relaxed);
                     self.answered += 1;
@@ -111,7 +120,11 @@ impl Handler for Cluster {
             return;
         }
         let now = now_ns();
-        let n = usize::try_from(self.tick).unwrap_or(usize::MAX);
+        let n = self.index();
+        if self.up == 0 && self.tick >= BOOT_LIMIT {
+            debug_println!("sep: the safety path never answered in {BOOT_LIMIT} periods");
+            self.finish();
+        }
         if n > S_WARMUP {
             let gap = now.saturating_sub(self.last_tick);
             self.max_gap = self.max_gap.max(gap);
@@ -147,10 +160,21 @@ impl Handler for Cluster {
 }
 
 impl Cluster {
+    /// Ticks since the path first answered (0 before): the measurement
+    /// starts once every PD on the path is in its event loop, since the
+    /// host board starts PDs one after another.
+    fn index(&self) -> usize {
+        if self.up == 0 {
+            0
+        } else {
+            usize::try_from(self.tick - self.up).unwrap_or(usize::MAX)
+        }
+    }
+
     fn finish(&self) -> ! {
         let sum1 = checksum(&self.ram);
         debug_println!(
-            "sep: S ticks={} answered={} overrun={} lost={} mismatched={} max_gap_ns={} late={} checksum_start={:#x} checksum_end={:#x}",
+            "sep: S ticks={} answered={} overrun={} lost={} mismatched={} max_gap_ns={} late={} up_after={} checksum_start={:#x} checksum_end={:#x}",
             S_TICKS,
             self.answered,
             self.overrun,
@@ -158,6 +182,7 @@ impl Cluster {
             self.mismatched,
             self.max_gap,
             self.late,
+            self.up,
             self.sum0,
             sum1
         );
