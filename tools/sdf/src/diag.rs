@@ -115,7 +115,7 @@ pub const RULES: &[Rule] = &[
     Rule { code: "E026", name: "toplevel-vm", summary: "<virtual_machine> must be inside a protection domain" },
     Rule { code: "E027", name: "duplicate-vm", summary: "at most one <virtual_machine> per protection domain" },
     Rule { code: "E028", name: "duplicate-cspace", summary: "at most one <cspace> per protection domain" },
-    Rule { code: "E029", name: "cspace-slot-range", summary: "cspace slot must be 1..=127" },
+    Rule { code: "E029", name: "cspace-slot-range", summary: "cspace slot must be 1..=63 (the PD root CNode has 64 slots; the tool accepts up to 127, the boot then fails)" },
     Rule { code: "E030", name: "channel-ends", summary: "a channel has exactly two <end> elements" },
     Rule { code: "E031", name: "pp-both-ends", summary: "pp on both ends of a channel" },
     Rule { code: "E032", name: "id-range", summary: "channel, irq, child and vcpu ids must be 0..=61" },

@@ -31,8 +31,12 @@ pub const STACK_MAX: u64 = 0x100_0000;
 pub const MAX_PRIORITY: u64 = 254;
 /// Microkit's limit on protection domains (children included).
 pub const MAX_PDS: usize = 63;
-/// Cspace slots are `1..CSPACE_SLOTS`.
-pub const CSPACE_SLOTS: u64 = 128;
+/// Cspace slots are `1..CSPACE_SLOTS`. The Microkit 2.3 tool accepts up to
+/// 127, but a PD's root CNode has 64 slots (`ROOT_CAP_BITS` = 6 in
+/// libmicrokit's layout): a cap for slot 64 wraps onto slot 0 and the boot
+/// stops in the CapDL initialiser ("Destination not empty"), as booting a
+/// real image showed. So the checker stops at 63.
+pub const CSPACE_SLOTS: u64 = 64;
 
 /// Parse a number the way the Microkit tool does: `_` anywhere is dropped,
 /// then a `0x` prefix selects hex; otherwise decimal.
