@@ -1273,7 +1273,11 @@ fn protection_removed_marker(file: &Path) -> Option<String> {
         .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-' || **b == b'_')
         .map(|b| char::from(*b))
         .collect();
-    Some(if what.is_empty() { "unknown".into() } else { what })
+    Some(if what.is_empty() {
+        "unknown".into()
+    } else {
+        what
+    })
 }
 
 #[cfg(test)]
@@ -1366,4 +1370,3 @@ mod tests {
         assert_eq!(check(&sys, &CheckOptions::default())[0].code, "E037");
     }
 }
-
