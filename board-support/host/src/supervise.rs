@@ -625,6 +625,13 @@ impl Supervisor<'_> {
         self.handle_control(i);
         self.procs[i].state = State::Dead;
         self.procs[i].exit = Some(if signal { 128 + status } else { status });
+        // A guest whose VMM is gone can never be answered: stop it.
+        for g in 0..self.guests.len() {
+            if !self.guests[g].dead && self.plan.vms[self.guests[g].vm].vmm == i {
+                self.guest_report(g, "its VMM is gone; guest stopped".to_string());
+                sys::kill(self.guests[g].pid, libc::SIGKILL);
+            }
+        }
         let name = self.plan.pds[i].name.clone();
         if signal && !self.procs[i].killed_by_us {
             self.monitor(i, format!("PD {name} killed by signal {status}"));
