@@ -131,8 +131,9 @@ mod tests {
     #[test]
     fn push_bytes_splits_stops_when_full_and_asks_to_notify_only_when_armed() {
         let need = bulkhead_ring::layout::ring_bytes(RING_CAPACITY, Chunk::WORDS).unwrap();
-        let lines: std::vec::Vec<CacheLine> =
-            (0..need / 128 + 1).map(|_| CacheLine::new()).collect();
+        let lines: std::vec::Vec<CacheLine> = (0..need / core::mem::size_of::<CacheLine>() + 1)
+            .map(|_| CacheLine::new())
+            .collect();
         let region = RingRegion::from_lines(&lines);
         let mut tx = Producer::<Chunk>::attach(region, RING_CAPACITY).unwrap();
         let mut rx = Consumer::<Chunk>::attach(region, RING_CAPACITY).unwrap();

@@ -32,6 +32,10 @@ pub mod layout {
     /// access so every register access traps.
     pub const MMIO_RANGE: u64 = 0x1000;
 
+    // Every slot lies in the trapping range, which lies below RAM.
+    const _: () = assert!(slot(SLOTS) <= MMIO_BASE + MMIO_RANGE);
+    const _: () = assert!(MMIO_BASE + MMIO_RANGE <= RAM_BASE);
+
     /// Guest-physical address of slot `k`.
     pub const fn slot(k: u64) -> u64 {
         MMIO_BASE + k * SLOT_SIZE
@@ -183,5 +187,22 @@ impl Devices {
     /// Bus order (= [`DEVICE_TABLE`] order).
     pub fn bus(&mut self) -> [&mut dyn MmioDevice; 1] {
         [&mut self.console]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_device_window_fits_the_trapping_range_and_the_bus() {
+        let mut bus: bulkhead_vmm_core::Vmm<8> = bulkhead_vmm_core::Vmm::new();
+        for (k, w) in windows().enumerate() {
+            assert_eq!(w.base, layout::MMIO_BASE + k as u64 * layout::SLOT_SIZE);
+            assert!(w.base + w.size <= layout::MMIO_BASE + layout::MMIO_RANGE);
+            assert_eq!(bus.add(w), Ok(k), "windows must not overlap");
+        }
+        assert_eq!(windows().count(), DEVICE_TABLE.len());
+        assert!(DEVICE_TABLE.len() as u64 <= layout::SLOTS);
     }
 }
