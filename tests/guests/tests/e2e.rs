@@ -118,10 +118,16 @@ fn two_guests_print_through_their_vmms_and_serial_virt() {
             assert!(at > last, "{g} lines out of order:\n{text}");
             last = at;
         }
-        assert!(
-            pos(&lines, &format!("[serial_driver] {g}| done")).is_some(),
-            "{text}"
-        );
+        // The VMM's IRQ edges reached the guest (Vcpu::inject_irq → eventfd).
+        let done = pos(&lines, &format!("[serial_driver] {g}| done ("))
+            .unwrap_or_else(|| panic!("{text}"));
+        let irqs: u64 = lines[done]
+            .split("done (")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(irqs > 0, "{g} saw no interrupt:\n{text}");
     }
     assert!(
         pos(&lines, "MONITOR").is_none(),
