@@ -5,8 +5,12 @@
 //! regions are shared-memory objects, devices are host resources (disk
 //! images, TAP devices, SocketCAN interfaces) bound by the host-binding file
 //! beside the `.system` file. So the board reports no RAM, no devices, no
-//! interrupt controller, an empty IRQ range and a zero-bit physical address
-//! space: every `phys_addr` and every `<irq>` is an error on this board.
+//! interrupt controller and a zero-bit physical address space: every
+//! `phys_addr` is an error on this board. An `<irq>` is a host interrupt
+//! source the host-binding file feeds (today a periodic timer,
+//! `[[timer_irq]]`); its number only has to be a GIC-style INTID so that
+//! the same description stays valid on the aarch64 boards, and the binding
+//! check (`bulkhead check --board host`) refuses an `<irq>` nothing feeds.
 //!
 //! What it does share with the aarch64 boards is the PD address-space
 //! layout: the runtime maps regions at the description's vaddrs and puts
@@ -22,9 +26,9 @@ pub static BOARD: Board = Board {
     description: "Linux host: one process per PD, regions as shared memory",
     ram: &[],
     devices: &[],
-    // Empty (low > high): no interrupt can be claimed; host devices reach
-    // drivers through the host-binding file, not `<irq>`.
-    irq_range: (1, 0),
+    // Any GIC-style INTID except SGIs (so descriptions stay portable); what
+    // raises it is bound in the host-binding file.
+    irq_range: (16, 1019),
     reserved_irqs: &[],
     // The runtime pins the PDs of each Microkit core to one host CPU; it
     // offers as many cores as the aarch64 boards so the same SMP

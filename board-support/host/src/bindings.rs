@@ -305,6 +305,35 @@ pub fn check_file(system_path: &Path) -> Vec<BindingDiagnostic> {
             );
         }
     }
+    // An <irq> nothing feeds would never fire: a PD waiting for it hangs.
+    // Reported at the <irq> in the description (appended after the binding
+    // file's own diagnostics).
+    let mut unfed = Vec::new();
+    if let Some(s) = sd.as_ref() {
+        for pd in s.all_pds() {
+            for i in &pd.irqs {
+                let fed = binds
+                    .timer_irq
+                    .iter()
+                    .any(|t| t.pd == pd.name && t.irq == i.irq);
+                if !fed {
+                    unfed.push(BindingDiagnostic {
+                        path: system_path.to_path_buf(),
+                        line: i.loc.elem.line,
+                        col: i.loc.elem.col,
+                        message: format!(
+                            "PD {:?}'s <irq irq=\"{}\"> is fed by no host source; add a [[timer_irq]] with pd = {:?}, irq = {} to {} (or remove the <irq> for the host board)",
+                            pd.name,
+                            i.irq,
+                            pd.name,
+                            i.irq,
+                            path.display()
+                        ),
+                    });
+                }
+            }
+        }
+    }
     for g in &binds.guest {
         if sd.is_some() && !vm_names.contains(&g.vm) {
             err(
@@ -324,6 +353,7 @@ pub fn check_file(system_path: &Path) -> Vec<BindingDiagnostic> {
             );
         }
     }
+    out.extend(unfed);
     out
 }
 

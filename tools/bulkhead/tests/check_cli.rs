@@ -174,3 +174,26 @@ fn host_board_checks_the_host_binding_file_too() {
     let o = bulkhead(&["check", f.to_str().unwrap(), "--board", "qemu_virt_aarch64"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+#[test]
+fn host_board_irqs_must_be_fed_by_a_binding() {
+    let sys = br#"<system>
+  <protection_domain name="ticker"><program_image path="t.elf"/><irq irq="40" id="1"/></protection_domain>
+</system>"#;
+    let f = tmp("irq.system", sys);
+    let o = bulkhead(&["check", f.to_str().unwrap(), "--board", "host"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "irq.system:2:65: error: PD \"ticker\"'s <irq irq=\"40\"> is fed by no host source"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    tmp(
+        "irq.host.toml",
+        b"[[timer_irq]]\npd = \"ticker\"\nirq = 40\nperiod_us = 1000\n",
+    );
+    let o = bulkhead(&["check", f.to_str().unwrap(), "--board", "host"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
