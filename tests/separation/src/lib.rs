@@ -7,6 +7,8 @@
 //! `tools/separation/src/scenario.rs`.
 #![no_std]
 
+pub mod can_virt;
+
 /// Ticks of the safety stand-in per run, after [`S_WARMUP`] (1 ms each).
 pub const S_TICKS: usize = 1000;
 
