@@ -348,9 +348,11 @@ impl Frame {
     pub fn arbitration_key(&self) -> u32 {
         let a = u32::from(self.id.base_bits());
         let rtr = u32::from(self.is_remote());
+        // 11 + 1 + 1 + 18 + 1 = 32 bits: ID-A at 31..=21, RTR/SRR at 20,
+        // IDE at 19, ID-B at 18..=1, extended RTR/RRS at 0.
         match self.id {
-            CanId::Standard(_) => (a << 20) | (rtr << 19),
-            CanId::Extended(e) => (a << 20) | (1 << 19) | (1 << 18) | ((e.0 & 0x3_ffff) << 1) | rtr,
+            CanId::Standard(_) => (a << 21) | (rtr << 20),
+            CanId::Extended(e) => (a << 21) | (1 << 20) | (1 << 19) | ((e.0 & 0x3_ffff) << 1) | rtr,
         }
     }
 
@@ -424,6 +426,16 @@ mod tests {
         assert!(
             key(Frame::classic(e(0x0ff << 18 | 0x3_ffff), &[]).unwrap())
                 < key(Frame::classic(s(0x100), &[]).unwrap())
+        );
+        // ID-B's top bit has its own place in the key: it must not collide
+        // with IDE (a property test found 0x1f07408 vs 0x1f20000 misordered).
+        assert!(
+            key(Frame::classic(e(0x1f0_7408), &[]).unwrap())
+                < key(Frame::classic(e(0x1f2_0000), &[]).unwrap())
+        );
+        assert!(
+            key(Frame::classic(e(0x3_ffff), &[]).unwrap())
+                < key(Frame::classic(s(1), &[]).unwrap())
         );
         // Data beats remote with the same id.
         assert!(key(Frame::classic(s(5), &[]).unwrap()) < key(Frame::remote(s(5), 0).unwrap()));
