@@ -11,7 +11,7 @@
 //!
 //! ```ignore
 //! // SAFETY: the UART window is mapped into this PD by its .system file.
-//! let mut uart = Uart::new(unsafe { VolatileMmio::new(base) });
+//! let mut uart = Uart::new(unsafe { VolatileMmio::new(base, drv_imx_uart::regs::BLOCK_SIZE) });
 //! uart.init(&Config::console(ref_clk_hz))?;
 //! let taken = uart.write(b"hello\n"); // fewer when the TX FIFO is full
 //! ```

@@ -11,50 +11,37 @@ pub const BLOCK_SIZE: usize = 0xB8;
 /// Depth of each of the TX and RX FIFOs, in characters.
 pub const FIFO_DEPTH: usize = 32;
 
-/// A 32-bit register at a byte offset checked at compile time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reg(usize);
+pub use drv_mmio::Reg;
 
-impl Reg {
-    /// A register at `off`; fails to compile (in a const) unless `off` is
-    /// 4-byte aligned and inside the window.
-    pub const fn at(off: usize) -> Reg {
-        assert!(
-            off % 4 == 0 && off < BLOCK_SIZE,
-            "register offset out of window"
-        );
-        Reg(off)
-    }
-    /// Byte offset in the window.
-    pub const fn offset(self) -> usize {
-        self.0
-    }
+/// A register of this device's window (see [`BLOCK_SIZE`]).
+const fn reg(off: usize) -> Reg {
+    Reg::at(off, BLOCK_SIZE)
 }
 
 /// Receiver register (read pops the RX FIFO).
-pub const URXD: Reg = Reg::at(0x00);
+pub const URXD: Reg = reg(0x00);
 /// Transmitter register (write pushes the TX FIFO).
-pub const UTXD: Reg = Reg::at(0x40);
+pub const UTXD: Reg = reg(0x40);
 /// Control register 1.
-pub const UCR1: Reg = Reg::at(0x80);
+pub const UCR1: Reg = reg(0x80);
 /// Control register 2.
-pub const UCR2: Reg = Reg::at(0x84);
+pub const UCR2: Reg = reg(0x84);
 /// Control register 3.
-pub const UCR3: Reg = Reg::at(0x88);
+pub const UCR3: Reg = reg(0x88);
 /// Control register 4.
-pub const UCR4: Reg = Reg::at(0x8C);
+pub const UCR4: Reg = reg(0x8C);
 /// FIFO control register.
-pub const UFCR: Reg = Reg::at(0x90);
+pub const UFCR: Reg = reg(0x90);
 /// Status register 1.
-pub const USR1: Reg = Reg::at(0x94);
+pub const USR1: Reg = reg(0x94);
 /// Status register 2.
-pub const USR2: Reg = Reg::at(0x98);
+pub const USR2: Reg = reg(0x98);
 /// Baud rate increment (numerator - 1).
-pub const UBIR: Reg = Reg::at(0xA4);
+pub const UBIR: Reg = reg(0xA4);
 /// Baud rate modulator (denominator - 1); writing it loads the divider.
-pub const UBMR: Reg = Reg::at(0xA8);
+pub const UBMR: Reg = reg(0xA8);
 /// Test register (FIFO full/empty flags, soft reset status).
-pub const UTS: Reg = Reg::at(0xB4);
+pub const UTS: Reg = reg(0xB4);
 
 /// URXD: a character is valid.
 pub const URXD_CHARRDY: u32 = 1 << 15;

@@ -13,7 +13,7 @@
 //! ```ignore
 //! use drv_imx_usdhc::{Usdhc, VolatileMmio};
 //! // SAFETY: the uSDHC window is mapped into this PD by its .system file.
-//! let mut sd = Usdhc::new(unsafe { VolatileMmio::new(base) }, base_clk_hz);
+//! let mut sd = Usdhc::new(unsafe { VolatileMmio::new(base, drv_imx_usdhc::regs::BLOCK_SIZE) }, base_clk_hz);
 //! let card = sd.init()?; // CMD0, CMD8, ACMD41, CMD2/3/9/7, ACMD6, CMD6
 //! sd.read_blocks(0, &mut buf[..512])?; // CMD17; CMD18 + CMD12 for more
 //! ```

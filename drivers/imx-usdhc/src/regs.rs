@@ -12,61 +12,49 @@
 /// Register window size the driver uses (VEND_SPEC at 0xC0 is the last).
 pub const BLOCK_SIZE: usize = 0x100;
 
-/// A 32-bit register at a byte offset checked at compile time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reg(usize);
+pub use drv_mmio::Reg;
 
-impl Reg {
-    /// A register at `off`; fails to compile (in a const) unless aligned and in the window.
-    pub const fn at(off: usize) -> Reg {
-        assert!(
-            off % 4 == 0 && off < BLOCK_SIZE,
-            "register offset out of window"
-        );
-        Reg(off)
-    }
-    /// Byte offset in the window.
-    pub const fn offset(self) -> usize {
-        self.0
-    }
+/// A register of this device's window (see [`BLOCK_SIZE`]).
+const fn reg(off: usize) -> Reg {
+    Reg::at(off, BLOCK_SIZE)
 }
 
 /// Block attributes: BLKSIZE 12:0, BLKCNT 31:16.
-pub const BLK_ATT: Reg = Reg::at(0x04);
+pub const BLK_ATT: Reg = reg(0x04);
 /// Command argument.
-pub const CMD_ARG: Reg = Reg::at(0x08);
+pub const CMD_ARG: Reg = reg(0x08);
 /// Command transfer type; writing it issues the command.
-pub const CMD_XFR_TYP: Reg = Reg::at(0x0C);
+pub const CMD_XFR_TYP: Reg = reg(0x0C);
 /// Response bits 31:0 (R2: response bits 39:8).
-pub const CMD_RSP0: Reg = Reg::at(0x10);
+pub const CMD_RSP0: Reg = reg(0x10);
 /// Response word 1.
-pub const CMD_RSP1: Reg = Reg::at(0x14);
+pub const CMD_RSP1: Reg = reg(0x14);
 /// Response word 2.
-pub const CMD_RSP2: Reg = Reg::at(0x18);
+pub const CMD_RSP2: Reg = reg(0x18);
 /// Response word 3.
-pub const CMD_RSP3: Reg = Reg::at(0x1C);
+pub const CMD_RSP3: Reg = reg(0x1C);
 /// PIO data port (one 32-bit word per access).
-pub const DATA_BUFF_ACC_PORT: Reg = Reg::at(0x20);
+pub const DATA_BUFF_ACC_PORT: Reg = reg(0x20);
 /// Present state.
-pub const PRES_STATE: Reg = Reg::at(0x24);
+pub const PRES_STATE: Reg = reg(0x24);
 /// Protocol control (bus width, endianness).
-pub const PROT_CTRL: Reg = Reg::at(0x28);
+pub const PROT_CTRL: Reg = reg(0x28);
 /// System control (clock dividers, data timeout, resets, INITA).
-pub const SYS_CTRL: Reg = Reg::at(0x2C);
+pub const SYS_CTRL: Reg = reg(0x2C);
 /// Interrupt status (write 1 to clear).
-pub const INT_STATUS: Reg = Reg::at(0x30);
+pub const INT_STATUS: Reg = reg(0x30);
 /// Which events are latched into INT_STATUS.
-pub const INT_STATUS_EN: Reg = Reg::at(0x34);
+pub const INT_STATUS_EN: Reg = reg(0x34);
 /// Which INT_STATUS bits raise the interrupt line.
-pub const INT_SIGNAL_EN: Reg = Reg::at(0x38);
+pub const INT_SIGNAL_EN: Reg = reg(0x38);
 /// Read/write FIFO watermarks, in words.
-pub const WTMK_LVL: Reg = Reg::at(0x44);
+pub const WTMK_LVL: Reg = reg(0x44);
 /// Mixer control: transfer-mode bits (DMAEN, BCEN, AC12EN, DTDSEL, MSBSEL).
-pub const MIX_CTRL: Reg = Reg::at(0x48);
+pub const MIX_CTRL: Reg = reg(0x48);
 /// ADMA error status.
-pub const ADMA_ERR_STATUS: Reg = Reg::at(0x54);
+pub const ADMA_ERR_STATUS: Reg = reg(0x54);
 /// Vendor-specific control (SD clock gate).
-pub const VEND_SPEC: Reg = Reg::at(0xC0);
+pub const VEND_SPEC: Reg = reg(0xC0);
 
 /// VEND_SPEC: SD clock enable; gated off while SYS_CTRL's dividers change
 /// (U-Boot `fsl_esdhc_imx.c` `set_sysctl` on uSDHC).
