@@ -1,22 +1,19 @@
-//! The VMM PD: serves vCPU 0's VM faults against the device table and
-//! forwards console traffic to `serial_virt` (channel 1).
+//! The VMM PD: serves vCPU 0's VM faults against the class slots and
+//! forwards each present class's traffic to its virtualiser (channel =
+//! class index + 1).
 #![no_std]
 #![no_main]
 
 use bulkhead_runtime::{
-    debug_println, pd_name, Channel, ChannelSet, Child, Handler, MessageInfo, Region, Vcpu,
-    VcpuOps, VmFaultInfo,
+    debug_println, pd_name, ChannelSet, Child, Handler, MessageInfo, Vcpu, VcpuOps, VmFaultInfo,
 };
 use bulkhead_vmm_core::{AccessKind, GuestRam, IrqEdge, MmioAccess, Outcome, Vmm};
-use bulkhead_vmm_devices::console::VirtioConsole;
-use bulkhead_vmm_host::{layout, windows, Devices, RegionRam, RingConsole, DEVICE_TABLE};
+use bulkhead_vmm_host::{hops, layout, windows, Class, Devices, RegionRam, CLASSES};
 
-const SERIAL: Channel = Channel::new(1);
 const VCPU: Vcpu = Vcpu::new(0);
-const SLOTS: usize = 8;
 
 struct VmmPd {
-    bus: Vmm<SLOTS>,
+    bus: Vmm<CLASSES>,
     ram: GuestRam<RegionRam>,
     devices: Devices,
 }
@@ -35,48 +32,82 @@ impl VmmPd {
         }
     }
 
-    fn flush_console(&mut self) {
-        let backend = self.devices.console.device_mut().backend_mut();
-        if core::mem::take(&mut backend.notify) {
-            let _ = SERIAL.notify();
+    /// Signals each virtualiser whose backend asked for it.
+    fn flush(&mut self) {
+        if let Some(con) = self.devices.console.as_mut() {
+            if core::mem::take(&mut con.device_mut().backend_mut().notify) {
+                let _ = Class::Serial.channel().notify();
+            }
         }
+    }
+
+    /// Backend work of `class` after its virtualiser signalled, then the
+    /// device's own poll against guest RAM.
+    fn serve(&mut self, class: Class) {
+        match class {
+            Class::Serial => {
+                if let Some(con) = self.devices.console.as_mut() {
+                    // Input arrived or output drained.
+                    con.device_mut().backend_mut().poll_input();
+                }
+            }
+            Class::Blk | Class::Eth | Class::Can | Class::Snd => {}
+        }
+        let irq = self
+            .bus
+            .poll(class.index(), &mut self.ram, &mut self.devices.bus());
+        self.raise(irq);
     }
 }
 
 impl Handler for VmmPd {
     fn init() -> Self {
-        let ram = Region::get("guest_ram").unwrap_or_else(|_| stop("no guest_ram region"));
+        let ram = hops::guest_ram().unwrap_or_else(|| stop("no guest RAM region"));
+        let config = bulkhead_runtime::config().unwrap_or_else(|_| stop("unusable configuration"));
+        let present = hops::present(config.as_ref())
+            .unwrap_or_else(|_| stop("configuration's virtio section refused"));
+        let devices = Devices::attach(present).unwrap_or_else(|e| {
+            debug_println!("{}: {} device not built", pd_name(), e.0.name());
+            bulkhead_runtime::halt(1)
+        });
         let mut bus = Vmm::new();
         for w in windows() {
             if bus.add(w).is_err() {
-                stop("device table does not fit the bus");
+                stop("class slots do not fit the bus");
             }
         }
-        let console =
-            bulkhead_vmm_core::VirtioMmio::new(VirtioConsole::new(RingConsole::attach(), 80, 25))
-                .unwrap_or_else(|_| stop("console model refused by the transport"));
+        let mut names = [""; CLASSES];
+        for c in Class::ALL {
+            if present[c.index()] {
+                names[c.index()] = c.name();
+            }
+        }
         debug_println!(
-            "{}: {} device(s), RAM {:#x} bytes at {:#x}",
+            "{}: devices [{} {} {} {} {}], RAM {:#x} bytes at {:#x}",
             pd_name(),
-            DEVICE_TABLE.len(),
+            names[0],
+            names[1],
+            names[2],
+            names[3],
+            names[4],
             ram.size(),
             layout::RAM_BASE
         );
         VmmPd {
             bus,
             ram: GuestRam::new(layout::RAM_BASE, RegionRam(ram)),
-            devices: Devices { console },
+            devices,
         }
     }
 
     fn notified(&mut self, channels: ChannelSet) {
-        if channels.iter().any(|c| c == SERIAL) {
-            // Input arrived or output drained: let the console run again.
-            self.devices.console.device_mut().backend_mut().poll_input();
-            let irq = self.bus.poll(0, &mut self.ram, &mut self.devices.bus());
-            self.raise(irq);
-            self.flush_console();
+        for ch in channels.iter() {
+            match Class::from_channel_id(ch.id()) {
+                Some(c) if self.devices.present()[c.index()] => self.serve(c),
+                _ => {}
+            }
         }
+        self.flush();
     }
 
     fn fault(&mut self, child: Child, msg: MessageInfo) -> bool {
@@ -127,7 +158,7 @@ impl Handler for VmmPd {
                 false
             }
         };
-        self.flush_console();
+        self.flush();
         resume
     }
 }
