@@ -14,6 +14,12 @@
 //! | virtualiser → VMM | `Response<WireFrame>` | [`vmm_status`]: tag's outcome, or an RX frame / BUSOFF change (id = [`EVENT_ID`]) |
 //! | virtualiser → driver | `Request<WireFrame>` | [`drv_op`]: SUBMIT (id = slot, frame's key is its priority), ABORT, RECOVER |
 //! | driver → virtualiser | `Response<WireFrame>` | [`drv_status`]: slot SENT / ABORTED / FAILED, RX frame, STATUS (tec, rec, state in the frame words) |
+//!
+//! Every ring of both hops has [`RING_CAPACITY`] slots and lives in its own
+//! 4 KiB queue region: `req` at the hop's vaddr, `resp` at +0x1000
+//! (`tools/compose` allocates them; the PDs find the vaddrs in their
+//! configuration). The rules each side follows are in [`driver_hop`] and
+//! [`vmm_hop`]; a driver for a new controller needs only [`driver_hop`].
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -77,6 +83,161 @@ pub mod drv_status {
     pub const RX: u32 = 0x100;
     /// Event: controller status; `timestamp` carries `state << 32 | tec << 16 | rec`.
     pub const STATUS: u32 = 0x101;
+    /// Event: the driver (re)started; `timestamp` carries its TX buffer
+    /// count and FD support ([`super::driver_hop::encode_ready`]).
+    pub const READY: u32 = 0x102;
+}
+
+/// Slots of every ring of the CAN hops (VMM ↔ virtualiser and virtualiser
+/// ↔ driver, both directions): 32 slots of `Request<WireFrame>` (23 words)
+/// plus the 384-byte ring header take 3 328 bytes of a 4 KiB queue region.
+pub const RING_CAPACITY: u32 = 32;
+
+/// Bytes of one queue region (`req` or `resp`) of a CAN hop.
+pub const QUEUE_REGION_BYTES: usize = 0x1000;
+
+/// Offset of the `resp` queue region from the hop's vaddr (`req` is at 0).
+pub const RESP_OFFSET: usize = 0x1000;
+
+/// Most TX buffers a driver may announce in [`drv_status::READY`].
+pub const MAX_DRIVER_SLOTS: u32 = 8;
+
+pub mod driver_hop {
+    //! The driver hop: the rules between the CAN virtualiser (`can_virt`,
+    //! channel 0 towards the driver) and a CAN driver PD (`can_driver`,
+    //! channel 0 towards the virtualiser). Stable, version 1: a driver
+    //! written against this page works with `components/virt-can-pd`.
+    //!
+    //! Rings (each [`super::RING_CAPACITY`] slots): `req` carries
+    //! `Request<WireFrame>` virtualiser → driver, `resp` carries
+    //! `Response<WireFrame>` driver → virtualiser. Notification: after
+    //! pushing a batch, a side signals its channel 0 iff `notify_needed()`;
+    //! a consumer pops until empty, then `arm_signal()` and re-checks
+    //! (`components/ring` README). The driver signals after every batch of
+    //! responses, including ones produced by its IRQ handler.
+    //!
+    //! 1. **Start.** On init (and re-init after a restart) the driver
+    //!    attaches both rings, aborts whatever its controller still holds,
+    //!    and pushes one [`super::drv_status::READY`] event (id
+    //!    [`super::EVENT_ID`]) announcing its TX buffer count `S`
+    //!    (`1..=`[`super::MAX_DRIVER_SLOTS`]) and whether it carries FD
+    //!    ([`encode_ready`]). The virtualiser submits nothing before READY;
+    //!    a second READY means the driver restarted: every outstanding slot
+    //!    is void (no response will come for it).
+    //! 2. **SUBMIT** (`op` [`super::drv_op::SUBMIT`], `id` = slot `< S`,
+    //!    payload = the frame): the driver validates the frame
+    //!    ([`super::WireFrame::to_frame`]) and puts it in TX buffer `slot`.
+    //!    Among its loaded buffers the controller must offer the frame with
+    //!    the lowest [`bulkhead_can_frame::Frame::arbitration_key`] first
+    //!    (FIFO among equal keys) — e.g. CTU CAN FD: TX buffer priorities
+    //!    re-ordered by key; FlexCAN: lowest-id-first arbitration. Exactly one
+    //!    response with `id` = slot follows: [`super::drv_status::SENT`]
+    //!    (on the bus and acknowledged; `timestamp` = when it finished, ns in
+    //!    the driver's clock), [`super::drv_status::FAILED`] (refused: frame
+    //!    does not decode, FD on a classic controller, slot out of range or
+    //!    busy), or [`super::drv_status::ABORTED`] (after an ABORT, below).
+    //!    The response echoes the frame it completes.
+    //! 3. **ABORT** (`id` = slot): if that buffer's frame has not started on
+    //!    the bus, the driver removes it and answers ABORTED; if it is being
+    //!    sent (or already finished), nothing extra: its SENT or FAILED
+    //!    comes as usual. ABORT of an empty slot is ignored. While bus-off
+    //!    every loaded buffer is abortable.
+    //! 4. **RECOVER**: start bus-off recovery (ISO 11898-1: the controller
+    //!    rejoins after 128 × 11 recessive bits). No direct response; the
+    //!    state change arrives as STATUS. Ignored when not bus-off.
+    //! 5. **Events** (id [`super::EVENT_ID`]): [`super::drv_status::RX`]
+    //!    for each received frame (`timestamp` = reception time, ns), in bus
+    //!    order; [`super::drv_status::STATUS`] whenever the fault-confinement
+    //!    state, TEC or REC changed ([`encode_status`]) — the virtualiser
+    //!    charges every TEC rise to the guest whose frame the controller was
+    //!    offering, so rises must not be coalesced away: report at least
+    //!    once per bus event that changed a counter.
+    //! 6. **Room.** The driver never drops a slot response: it keeps `S + 1`
+    //!    entries of its `resp` ring for them and drops (and counts) RX
+    //!    frames that would eat into that reserve; a STATUS that does not
+    //!    fit is kept and sent, latest value, when room appears.
+    //! 7. **Hostile peer.** Either side treats a ring that reports
+    //!    corruption as dead (logged once, no further reads). The driver
+    //!    ignores unknown ops; the virtualiser ignores responses for slots it
+    //!    has no frame in, and statuses it cannot decode.
+    //!
+    //! Timestamps are nanoseconds of the driver's monotonic clock; the
+    //! virtualiser uses them only for the frames' own records, never for
+    //! its budgets (it has its own clock).
+
+    use crate::controller::{BusState, ControllerStatus};
+
+    /// Encodes a READY event's `timestamp`: `slots` in bits 0..8, FD in bit 8.
+    pub const fn encode_ready(slots: u32, fd: bool) -> u64 {
+        (slots as u64 & 0xff) | if fd { 1 << 8 } else { 0 }
+    }
+
+    /// Encodes a STATUS event's `timestamp`: `state << 32 | tec << 16 |
+    /// rec`, state 0 error-active, 1 error-passive, 2 bus-off.
+    pub const fn encode_status(s: ControllerStatus) -> u64 {
+        let state = match s.state {
+            BusState::Active => 0u64,
+            BusState::Passive => 1,
+            BusState::BusOff => 2,
+        };
+        state << 32 | (s.tec as u64) << 16 | s.rec as u64
+    }
+
+    /// Decodes a STATUS event's `timestamp`, or `None` for an unknown state
+    /// or bits above it.
+    pub const fn decode_status(t: u64) -> Option<ControllerStatus> {
+        let state = match t >> 32 {
+            0 => BusState::Active,
+            1 => BusState::Passive,
+            2 => BusState::BusOff,
+            _ => return None,
+        };
+        Some(ControllerStatus {
+            state,
+            tec: ((t >> 16) & 0xffff) as u16,
+            rec: (t & 0xffff) as u16,
+        })
+    }
+
+    /// Decodes a READY event's `timestamp`: `(slots, fd)`, or `None` if the
+    /// slot count is 0, above [`super::MAX_DRIVER_SLOTS`], or unknown bits
+    /// are set.
+    pub const fn decode_ready(t: u64) -> Option<(u32, bool)> {
+        let slots = (t & 0xff) as u32;
+        if t >> 9 != 0 || slots == 0 || slots > super::MAX_DRIVER_SLOTS {
+            return None;
+        }
+        Some((slots, t & (1 << 8) != 0))
+    }
+}
+
+pub mod vmm_hop {
+    //! The VMM hop: the rules between a VMM (`<guest>_vmm`, channel 4
+    //! towards `can_virt`) and the CAN virtualiser (channel `i + 1` towards
+    //! guest `i`). `req` carries `Request<WireFrame>` VMM → virtualiser,
+    //! `resp` carries `Response<WireFrame>` back; notification as on the
+    //! driver hop.
+    //!
+    //! 1. **TX** (`id` = the VMM's tag, any value but [`super::EVENT_ID`]):
+    //!    one response with that id, [`super::vmm_status::SENT`] (on the
+    //!    bus) or [`super::vmm_status::NOT_SENT`] (refused: the frame does
+    //!    not decode, the guest is stopped or held bus-off, its whitelist or
+    //!    budget refuses it, the controller cannot carry it; or dropped by
+    //!    a bus-off). A TX the virtualiser cannot queue yet (the guest's
+    //!    queue is full) waits in the ring: the VMM keeps at most
+    //!    [`super::RING_CAPACITY`] TX outstanding.
+    //! 2. **START** / **STOP** (`id` chosen by the VMM): START is answered
+    //!    [`super::vmm_status::STARTED`] or
+    //!    [`super::vmm_status::START_REFUSED`] (held bus-off); STOP has no
+    //!    answer, and the TX before it may or may not be answered (the
+    //!    device has answered them NOT_OK itself; the VMM ignores tags it
+    //!    no longer holds).
+    //! 3. **Events** (id [`super::EVENT_ID`]): RX frames the guest's
+    //!    filters accept, in bus order, the same order for every guest;
+    //!    BUS_OFF / BUS_OK when the guest is stopped for a bus-off it caused
+    //!    or released.
+    //! 4. A VMM that corrupts its ring is cut off (logged once); the other
+    //!    guests are not affected.
 }
 
 /// Why a [`WireFrame`] does not decode. Each variant's doc is its message.
@@ -278,6 +439,27 @@ mod tests {
             assert_eq!(back.timestamp, 0x1_0000_0002);
             assert_eq!(back.to_frame(), Ok(f));
         }
+    }
+
+    #[test]
+    fn ready_and_status_words_round_trip_and_bad_ones_are_refused() {
+        use crate::controller::{BusState, ControllerStatus};
+        use driver_hop::*;
+        assert_eq!(decode_ready(encode_ready(3, true)), Some((3, true)));
+        assert_eq!(decode_ready(encode_ready(8, false)), Some((8, false)));
+        assert_eq!(decode_ready(0), None, "no slots");
+        assert_eq!(decode_ready(9), None, "above MAX_DRIVER_SLOTS");
+        assert_eq!(decode_ready(1 | 1 << 9), None, "unknown bit");
+        for state in [BusState::Active, BusState::Passive, BusState::BusOff] {
+            let s = ControllerStatus {
+                state,
+                tec: 0xfffe,
+                rec: 127,
+            };
+            assert_eq!(decode_status(encode_status(s)), Some(s));
+        }
+        assert_eq!(decode_status(3 << 32), None);
+        assert_eq!(decode_status(u64::MAX), None);
     }
 
     #[test]
