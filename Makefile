@@ -7,6 +7,7 @@
 #   make bench          benchmarks (criterion)
 #   make image          pack an image with $(MICROKIT_SDK)'s own microkit tool
 #   make qemu           boot that image under QEMU
+#   make guest-images   Linux guest Image + initramfs from Debian packages (build/guest/)
 
 MICROKIT_BOARD ?= qemu_virt_aarch64
 MICROKIT_CONFIG ?= debug
@@ -76,6 +77,12 @@ fuzz:
 
 bench: setup
 	$(CARGO) bench --workspace
+
+# Debian's arm64 kernel and a busybox initramfs (guest/README.md); cached,
+# so a second run only checks the package versions.
+.PHONY: guest-images
+guest-images:
+	scripts/guest-image.sh
 
 image qemu:
 	@scripts/sdk.sh $@ "$(MICROKIT_SDK)" "$(MICROKIT_BOARD)" "$(MICROKIT_CONFIG)" "$(SYSTEM)"
