@@ -15,6 +15,7 @@ use std::path::Path;
 
 use bulkhead_blk_protocol::{Op, Request, Response, Status, FLAG_FUA, SECTOR};
 
+pub mod engine;
 pub mod gpt;
 
 /// Bytes written per zeroing step (discard / write-zeroes).
