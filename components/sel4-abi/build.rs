@@ -32,6 +32,8 @@ const VCPU: &[(&str, &str)] = &[
     ("ARMVCPUReadReg", "ARM_VCPU_READ_REG"),
     ("ARMVCPUWriteReg", "ARM_VCPU_WRITE_REG"),
     ("ARMVCPUAckVPPI", "ARM_VCPU_ACK_VPPI"),
+    // Only a VMM reads another thread's registers (the faulting vCPU's).
+    ("TCBReadRegisters", "TCB_READ_REGISTERS"),
 ];
 
 fn main() {

@@ -628,6 +628,16 @@ pub enum FaultKind {
     /// A guest access to a guest-physical address no RAM backs, reported to
     /// the VMM with the vCPU id as the child (see [`VmFaultInfo`]).
     VmFault = 8,
+    /// A guest instruction the hypervisor traps (aarch64 on seL4: `smc`,
+    /// `wfi`/`wfe`, a system register): MR0 = guest PC, MR2 = the syndrome
+    /// (`ESR_EL2`). Resuming moves the vCPU past the instruction.
+    VcpuTrap = 9,
+    /// The virtual GIC's maintenance interrupt: MR2 = the list register the
+    /// guest completed (`u64::MAX` when none is named).
+    VgicMaintenance = 10,
+    /// A virtual per-CPU interrupt (the virtual timer) fired for the vCPU:
+    /// MR2 = its INTID; inject it and acknowledge it.
+    VirtualPpi = 11,
     /// Anything else.
     Other = 15,
 }
@@ -644,6 +654,9 @@ impl FaultKind {
             6 => FaultKind::Breakpoint,
             7 => FaultKind::ForbiddenSyscall,
             8 => FaultKind::VmFault,
+            9 => FaultKind::VcpuTrap,
+            10 => FaultKind::VgicMaintenance,
+            11 => FaultKind::VirtualPpi,
             _ => FaultKind::Other,
         }
     }
@@ -659,6 +672,9 @@ impl FaultKind {
             FaultKind::Breakpoint => "breakpoint",
             FaultKind::ForbiddenSyscall => "forbidden syscall",
             FaultKind::VmFault => "VM fault",
+            FaultKind::VcpuTrap => "trapped guest instruction",
+            FaultKind::VgicMaintenance => "vGIC maintenance",
+            FaultKind::VirtualPpi => "virtual PPI",
             FaultKind::Other => "other",
         }
     }

@@ -65,6 +65,10 @@ mod sel4_logic;
 pub use bulkhead_sel4_abi as __sel4_abi;
 #[cfg(target_os = "none")]
 use sel4 as backend;
+/// aarch64 vCPU operations for a VMM on seL4 (register snapshot of the
+/// faulting vCPU, system registers, list-register injection, VPPI ack).
+#[cfg(target_os = "none")]
+pub use sel4::arm as vcpu_arm;
 
 pub use api::*;
 pub use bulkhead_config;

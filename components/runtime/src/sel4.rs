@@ -23,6 +23,17 @@
 //!   MR2 fault status) before [`Handler::fault`] sees it, so
 //!   [`FaultInfo::from_message`](crate::FaultInfo::from_message) reads the
 //!   same thing on both backends.
+//! - vCPU faults (badge bit 62 with the id of a vCPU this PD started with
+//!   [`Vcpu::restart`](crate::Vcpu) or [`arm::boot`]): the runtime reads the
+//!   vCPU's registers (`TCB_ReadRegisters`) and hands the handler a VM
+//!   fault message ([`logic::translate_vcpu_fault`]): data aborts as
+//!   [`FaultKind::VmFault`](crate::FaultKind) in the
+//!   [`VmFaultInfo`](crate::VmFaultInfo) layout, trapped instructions,
+//!   vGIC maintenance and virtual PPIs as their own kinds. The [`arm`]
+//!   operations work on that register snapshot; if the handler resumes,
+//!   the runtime steps past a completed access or trapped instruction,
+//!   writes the snapshot back if anything changed (`TCB_WriteRegisters`)
+//!   and replies.
 //! - output: `seL4_DebugPutChar`, only in SDK `debug` configs (the syscall
 //!   does not exist in release kernels).
 //!
@@ -32,7 +43,7 @@
 //! parks after `init` and invocations return
 //! [`RuntimeError::BackendNotImplemented`]. Such an ELF is not meant to boot.
 
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use bulkhead_sel4_abi::caps;
 use bulkhead_sel4_abi::event_loop::{Deferred, Dispatch};
@@ -43,6 +54,7 @@ use bulkhead_sel4_abi::symbols::patched::{
 };
 use bulkhead_sel4_abi::symbols::Patched;
 use bulkhead_sel4_abi::syscall;
+use bulkhead_sel4_abi::vcpu::{CTX_PC, USER_CONTEXT_WORDS};
 use bulkhead_sel4_abi::MessageInfo as AbiInfo;
 
 use crate::api::{
@@ -58,7 +70,7 @@ pub const PD_ENTRY: u64 = 0x20_0000;
 
 mod logic;
 pub use logic::perms;
-use logic::{channel_refusal, translate_fault};
+use logic::{channel_refusal, translate_fault, translate_vcpu_fault, vcpu_only, OnResume};
 
 /// One memory region a PD declares in `protection_domain!(…, regions: […])`.
 /// Built by that macro only.
@@ -133,6 +145,10 @@ impl<H: Handler> Dispatch for Pd<H> {
     }
 
     fn fault(&mut self, child: u64, info: AbiInfo, _defer: &mut Deferred<'_>) -> Option<AbiInfo> {
+        let id = u8::try_from(child).unwrap_or(u8::MAX);
+        if is_vcpu(id) || vcpu_only(info.label()) {
+            return vcpu_fault(&mut self.0, id, info.label());
+        }
         let (kind, pc, addr, detail) = translate_fault(info.label(), &|i| get_mr(i).unwrap_or(0));
         let _ = (mr_set(0, pc), mr_set(1, addr), mr_set(2, detail));
         let child = u8::try_from(child).unwrap_or(u8::MAX);
@@ -141,6 +157,113 @@ impl<H: Handler> Dispatch for Pd<H> {
             .fault(Child::new(child), MessageInfo::new(kind as u64, 3))
             .then_some(AbiInfo::EMPTY)
     }
+}
+
+/// vCPU ids this PD started (bit `id`): their faults take the vCPU path.
+/// Microkit keeps a VM's vCPUs suspended until the VMM starts them, so a
+/// vCPU cannot fault before its bit is set. Child PD ids never collide
+/// with vCPU ids (the tool refuses that).
+static VCPUS: AtomicU64 = AtomicU64::new(0);
+
+fn is_vcpu(id: u8) -> bool {
+    u32::from(id) < u64::BITS && VCPUS.load(Ordering::Relaxed) & (1 << id) != 0
+}
+
+/// The register snapshot of the vCPU whose fault is being handled: what
+/// [`arm`] reads and changes, written back before the reply. A PD is one
+/// thread handling one fault at a time, so one snapshot suffices.
+struct Snapshot {
+    /// `seL4_UserContext` words.
+    ctx: [AtomicU64; USER_CONTEXT_WORDS],
+    /// The vCPU it belongs to (`u64::MAX`: none, outside a fault).
+    vcpu: AtomicU64,
+    /// The syndrome of the fault (for load completion and stepping).
+    esr: AtomicU64,
+    /// Something changed the snapshot: write it back before resuming.
+    dirty: AtomicBool,
+    /// The handler set the PC itself: do not step.
+    pc_set: AtomicBool,
+}
+
+static SNAPSHOT: Snapshot = Snapshot {
+    ctx: [const { AtomicU64::new(0) }; USER_CONTEXT_WORDS],
+    vcpu: AtomicU64::new(u64::MAX),
+    esr: AtomicU64::new(0),
+    dirty: AtomicBool::new(false),
+    pc_set: AtomicBool::new(false),
+};
+
+impl Snapshot {
+    fn load(&self) -> [u64; USER_CONTEXT_WORDS] {
+        core::array::from_fn(|i| self.ctx[i].load(Ordering::Relaxed))
+    }
+    fn store(&self, ctx: &[u64; USER_CONTEXT_WORDS]) {
+        for (a, v) in self.ctx.iter().zip(ctx) {
+            a.store(*v, Ordering::Relaxed);
+        }
+    }
+    /// The snapshot if it belongs to `vcpu` (i.e. inside its fault).
+    fn of(&self, vcpu: u8) -> Result<[u64; USER_CONTEXT_WORDS], RuntimeError> {
+        if self.vcpu.load(Ordering::Relaxed) != u64::from(vcpu) {
+            return Err(RuntimeError::BadMessage);
+        }
+        Ok(self.load())
+    }
+}
+
+/// A vCPU fault: snapshot the registers, hand the handler the translated
+/// message, and on `true` step / write back / reply (see the module docs).
+fn vcpu_fault<H: Handler>(h: &mut H, id: u8, label: u64) -> Option<AbiInfo> {
+    // The fault message's MRs, before the register read reuses the IPC
+    // buffer.
+    let seen: [u64; 4] = core::array::from_fn(|i| get_mr(i).unwrap_or(0));
+    let ctx = match vcpu_invocations::read_context(u64::from(id)) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::__print_line(format_args!(
+                "{}: vCPU {id}: cannot read its registers ({e:?}); left stopped",
+                pd_name()
+            ));
+            return None;
+        }
+    };
+    let store = bulkhead_sel4_abi::vcpu::store_value(seen[3], &ctx);
+    let f = translate_vcpu_fault(
+        label,
+        &|i| seen.get(i).copied().unwrap_or(0),
+        ctx[CTX_PC],
+        store,
+    );
+    SNAPSHOT.store(&ctx);
+    SNAPSHOT.esr.store(f.mrs[2], Ordering::Relaxed);
+    SNAPSHOT.dirty.store(false, Ordering::Relaxed);
+    SNAPSHOT.pc_set.store(false, Ordering::Relaxed);
+    SNAPSHOT.vcpu.store(u64::from(id), Ordering::Relaxed);
+    for (i, v) in f.mrs.iter().enumerate() {
+        let _ = mr_set(i, *v);
+    }
+    let resume = h.fault(Child::new(id), MessageInfo::new(f.kind as u64, 4));
+    SNAPSHOT.vcpu.store(u64::MAX, Ordering::Relaxed);
+    if !resume {
+        return None;
+    }
+    let mut ctx = SNAPSHOT.load();
+    let mut dirty = SNAPSHOT.dirty.load(Ordering::Relaxed);
+    if f.on_resume == OnResume::Advance && !SNAPSHOT.pc_set.load(Ordering::Relaxed) {
+        bulkhead_sel4_abi::vcpu::advance(f.mrs[2], &mut ctx);
+        dirty = true;
+    }
+    if dirty {
+        if let Err(e) = vcpu_invocations::write_context(u64::from(id), &ctx, false) {
+            crate::__print_line(format_args!(
+                "{}: vCPU {id}: cannot write its registers ({e:?}); left stopped",
+                pd_name()
+            ));
+            return None;
+        }
+    }
+    // An empty reply restarts the vCPU at its (possibly new) PC.
+    Some(AbiInfo::EMPTY)
 }
 
 /// Runs the PD: remembers its region table, runs `init`, then the
@@ -260,6 +383,7 @@ fn invocation_error(e: bulkhead_sel4_abi::invocations::InvocationError) -> Runti
     match e {
         InvocationError::IdOutOfRange(_) => RuntimeError::BadMessage,
         InvocationError::Kernel(n) => RuntimeError::Os(i32::try_from(n).unwrap_or(i32::MAX)),
+        InvocationError::NoHypervisor => RuntimeError::BackendNotImplemented,
     }
 }
 
@@ -347,21 +471,176 @@ fn child_error(id: u8, e: bulkhead_sel4_abi::invocations::InvocationError) -> Ru
     }
 }
 
-pub(crate) fn vcpu_restart(_id: u8, _pc: u64) -> Result<(), RuntimeError> {
-    Err(RuntimeError::BackendNotImplemented)
+pub(crate) fn vcpu_restart(id: u8, pc: u64) -> Result<(), RuntimeError> {
+    arm::boot(id, pc, 0)
 }
 
-pub(crate) fn vcpu_stop(_id: u8) -> Result<(), RuntimeError> {
-    Err(RuntimeError::BackendNotImplemented)
+pub(crate) fn vcpu_stop(id: u8) -> Result<(), RuntimeError> {
+    if u64::from(id) >= caps::MAX_CHANNELS {
+        return Err(RuntimeError::UndeclaredVcpu(id));
+    }
+    vcpu_invocations::stop(u64::from(id)).map_err(|e| vcpu_error(id, e))
 }
 
-pub(crate) fn vcpu_inject_irq(_id: u8, _irq: u16) -> Result<(), RuntimeError> {
-    Err(RuntimeError::BackendNotImplemented)
+pub(crate) fn vcpu_inject_irq(id: u8, irq: u16) -> Result<(), RuntimeError> {
+    arm::inject_irq(id, irq, 0, 0)
 }
 
-// Referenced by `VcpuOps::complete_load` in api.rs (landing with the host
-// board's guest work); until then it is unused in some trees.
-#[allow(dead_code)]
-pub(crate) fn vcpu_complete_load(_id: u8, _value: u64) -> Result<(), RuntimeError> {
-    Err(RuntimeError::BackendNotImplemented)
+pub(crate) fn vcpu_complete_load(id: u8, value: u64) -> Result<(), RuntimeError> {
+    let mut ctx = SNAPSHOT.of(id)?;
+    let esr = SNAPSHOT.esr.load(Ordering::Relaxed);
+    if !bulkhead_sel4_abi::vcpu::complete_load(esr, value, &mut ctx) {
+        return Err(RuntimeError::BadMessage);
+    }
+    SNAPSHOT.store(&ctx);
+    SNAPSHOT.dirty.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The vCPU invocations (hypervisor SDK configs), or their refusals.
+#[cfg(sel4_sdk)]
+use bulkhead_sel4_abi::invocations::vcpu as vcpu_invocations;
+
+/// Without an SDK there are no labels: every vCPU call is refused.
+#[cfg(not(sel4_sdk))]
+mod vcpu_invocations {
+    use bulkhead_sel4_abi::invocations::InvocationError;
+    use bulkhead_sel4_abi::vcpu::USER_CONTEXT_WORDS;
+    type R<T> = Result<T, InvocationError>;
+    pub fn stop(_: u64) -> R<()> {
+        Err(InvocationError::NoHypervisor)
+    }
+    pub fn inject_irq(_: u64, _: u16, _: u8, _: u8, _: u8) -> R<()> {
+        Err(InvocationError::NoHypervisor)
+    }
+    pub fn ack_vppi(_: u64, _: u64) -> R<()> {
+        Err(InvocationError::NoHypervisor)
+    }
+    pub fn read_reg(_: u64, _: u64) -> R<u64> {
+        Err(InvocationError::NoHypervisor)
+    }
+    pub fn write_reg(_: u64, _: u64, _: u64) -> R<()> {
+        Err(InvocationError::NoHypervisor)
+    }
+    pub fn read_context(_: u64) -> R<[u64; USER_CONTEXT_WORDS]> {
+        Err(InvocationError::NoHypervisor)
+    }
+    pub fn write_context(_: u64, _: &[u64; USER_CONTEXT_WORDS], _: bool) -> R<()> {
+        Err(InvocationError::NoHypervisor)
+    }
+}
+
+/// A refused vCPU invocation: an empty cap slot (2) is an undeclared vCPU,
+/// a config without hypervisor support is "not implemented".
+fn vcpu_error(id: u8, e: bulkhead_sel4_abi::invocations::InvocationError) -> RuntimeError {
+    use bulkhead_sel4_abi::invocations::InvocationError;
+    match e {
+        InvocationError::Kernel(2) | InvocationError::IdOutOfRange(_) => {
+            RuntimeError::UndeclaredVcpu(id)
+        }
+        InvocationError::NoHypervisor => RuntimeError::BackendNotImplemented,
+        InvocationError::Kernel(n) => RuntimeError::Os(i32::try_from(n).unwrap_or(i32::MAX)),
+    }
+}
+
+/// aarch64 vCPU operations beyond [`VcpuOps`](crate::VcpuOps), for a VMM on
+/// seL4 (re-exported as `bulkhead_runtime::vcpu_arm`). Register access
+/// works on the snapshot of the vCPU whose fault the handler is handling
+/// (outside it: [`RuntimeError::BadMessage`]); system registers and
+/// interrupts go to the vCPU object directly.
+pub mod arm {
+    use super::{vcpu_error, vcpu_invocations, SNAPSHOT, VCPUS};
+    use crate::api::RuntimeError;
+    use bulkhead_sel4_abi::caps;
+    use bulkhead_sel4_abi::vcpu::{gpr_index, CTX_PC, CTX_SPSR, USER_CONTEXT_WORDS};
+    use core::sync::atomic::Ordering;
+
+    pub use bulkhead_sel4_abi::vcpu::VcpuReg;
+
+    /// PSTATE a vCPU starts with: EL1h, D, A, I and F masked (the arm64
+    /// boot protocol's entry state).
+    pub const PSTATE_EL1H_DAIF: u64 = 0x3c5;
+
+    fn check(id: u8) -> Result<u64, RuntimeError> {
+        if u64::from(id) >= caps::MAX_CHANNELS {
+            return Err(RuntimeError::UndeclaredVcpu(id));
+        }
+        Ok(u64::from(id))
+    }
+
+    /// Starts (or restarts) vCPU `id` at guest address `pc` with `x0` =
+    /// `x0` (the device tree, for Linux), every other general register and
+    /// SP 0, PSTATE [`PSTATE_EL1H_DAIF`]. From then on its faults reach
+    /// the handler as vCPU faults.
+    pub fn boot(id: u8, pc: u64, x0: u64) -> Result<(), RuntimeError> {
+        let v = check(id)?;
+        let mut ctx = [0u64; USER_CONTEXT_WORDS];
+        ctx[CTX_PC] = pc;
+        ctx[CTX_SPSR] = PSTATE_EL1H_DAIF;
+        if let Some(i) = gpr_index(0) {
+            ctx[i] = x0;
+        }
+        VCPUS.fetch_or(1 << v, Ordering::Relaxed);
+        vcpu_invocations::write_context(v, &ctx, true).map_err(|e| vcpu_error(id, e))
+    }
+
+    /// General register `Xn` (n ≤ 30; 31 reads as XZR, 0) of the faulting
+    /// vCPU.
+    pub fn gpr(id: u8, n: u8) -> Result<u64, RuntimeError> {
+        let ctx = SNAPSHOT.of(id)?;
+        Ok(gpr_index(n).map_or(0, |i| ctx[i]))
+    }
+
+    /// Sets `Xn` of the faulting vCPU (XZR: ignored); written back on
+    /// resume.
+    pub fn set_gpr(id: u8, n: u8, value: u64) -> Result<(), RuntimeError> {
+        SNAPSHOT.of(id)?;
+        if let Some(i) = gpr_index(n) {
+            SNAPSHOT.ctx[i].store(value, Ordering::Relaxed);
+            SNAPSHOT.dirty.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The faulting vCPU's PC and PSTATE.
+    pub fn pc_pstate(id: u8) -> Result<(u64, u64), RuntimeError> {
+        let ctx = SNAPSHOT.of(id)?;
+        Ok((ctx[CTX_PC], ctx[CTX_SPSR]))
+    }
+
+    /// Resumes the faulting vCPU at `pc` with `pstate` instead of stepping
+    /// past the instruction (exception entry into the guest).
+    pub fn set_pc_pstate(id: u8, pc: u64, pstate: u64) -> Result<(), RuntimeError> {
+        SNAPSHOT.of(id)?;
+        SNAPSHOT.ctx[CTX_PC].store(pc, Ordering::Relaxed);
+        SNAPSHOT.ctx[CTX_SPSR].store(pstate, Ordering::Relaxed);
+        SNAPSHOT.dirty.store(true, Ordering::Relaxed);
+        SNAPSHOT.pc_set.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reads a vCPU system register (`ARM_VCPU_ReadRegs`).
+    pub fn sysreg(id: u8, reg: VcpuReg) -> Result<u64, RuntimeError> {
+        vcpu_invocations::read_reg(check(id)?, reg as u64).map_err(|e| vcpu_error(id, e))
+    }
+
+    /// Writes a vCPU system register (`ARM_VCPU_WriteRegs`).
+    pub fn set_sysreg(id: u8, reg: VcpuReg, value: u64) -> Result<(), RuntimeError> {
+        vcpu_invocations::write_reg(check(id)?, reg as u64, value).map_err(|e| vcpu_error(id, e))
+    }
+
+    /// Puts virtual interrupt `irq` into list register `index` with
+    /// `priority` (`ARM_VCPU_InjectIRQ`, group 0). The kernel refuses
+    /// (seL4_DeleteFirst, as [`RuntimeError::Os`]) while that list
+    /// register still holds a pending or active interrupt.
+    pub fn inject_irq(id: u8, irq: u16, priority: u8, index: u8) -> Result<(), RuntimeError> {
+        vcpu_invocations::inject_irq(check(id)?, irq, priority, 0, index)
+            .map_err(|e| vcpu_error(id, e))
+    }
+
+    /// Re-enables a virtual PPI after it was injected
+    /// (`ARM_VCPU_AckVPPI`).
+    pub fn ack_vppi(id: u8, irq: u64) -> Result<(), RuntimeError> {
+        vcpu_invocations::ack_vppi(check(id)?, irq).map_err(|e| vcpu_error(id, e))
+    }
 }

@@ -37,6 +37,9 @@ pub enum InvocationError {
     IdOutOfRange(u64),
     /// The kernel refused: this `seL4_Error` code.
     Kernel(u64),
+    /// A vCPU invocation in a build whose SDK config has no hypervisor
+    /// support (no vCPU labels).
+    NoHypervisor,
 }
 
 impl From<crate::caps::IdOutOfRange> for InvocationError {
@@ -110,8 +113,10 @@ mod imp {
     pub mod vcpu {
         use super::{invoke, InvocationError};
         use crate::caps;
-        use crate::invocations::inject_irq_mr0;
+        use crate::invocations::{inject_irq_mr0, write_registers_mr0};
+        use crate::ipc_buffer::{get_mr, set_mr};
         use crate::sdk::labels;
+        use crate::vcpu::{read_registers_mr0, USER_CONTEXT_WORDS};
 
         /// `microkit_vcpu_restart(vcpu, entry)`.
         pub fn restart(vcpu: u64, entry: u64) -> Result<(), InvocationError> {
@@ -158,6 +163,45 @@ mod imp {
             )
             .map(|m| m[0])
         }
+        /// The faulting (or stopped) vCPU thread's whole `seL4_UserContext`
+        /// (`seL4_TCB_ReadRegisters(vcpu_tcb, false, 0, 36, …)`).
+        pub fn read_context(vcpu: u64) -> Result<[u64; USER_CONTEXT_WORDS], InvocationError> {
+            let count = USER_CONTEXT_WORDS as u64;
+            let head = invoke(
+                caps::vcpu_tcb(vcpu)?,
+                labels::TCB_READ_REGISTERS,
+                [read_registers_mr0(false, 0), count, 0, 0],
+                2,
+            )?;
+            // MR0..3 came back in registers, the rest in the IPC buffer.
+            Ok(core::array::from_fn(|i| match head.get(i) {
+                Some(v) => *v,
+                None => get_mr(i).unwrap_or(0),
+            }))
+        }
+        /// Writes the vCPU thread's whole `seL4_UserContext`
+        /// (`seL4_TCB_WriteRegisters(vcpu_tcb, resume, 0, 36, …)`). The
+        /// kernel keeps an EL1 mode in `spsr` because the TCB has a vCPU
+        /// bound (`sanitiseRegister` with arch info).
+        pub fn write_context(
+            vcpu: u64,
+            ctx: &[u64; USER_CONTEXT_WORDS],
+            resume: bool,
+        ) -> Result<(), InvocationError> {
+            let count = USER_CONTEXT_WORDS as u64;
+            // MR2.. are the words; MR0..3 travel in registers, the rest
+            // through the IPC buffer.
+            for (i, v) in ctx.iter().enumerate().skip(2) {
+                set_mr(2 + i, *v);
+            }
+            invoke(
+                caps::vcpu_tcb(vcpu)?,
+                labels::TCB_WRITE_REGISTERS,
+                [write_registers_mr0(resume, 0), count, ctx[0], ctx[1]],
+                2 + count,
+            )
+            .map(drop)
+        }
         /// `microkit_vcpu_arm_write_reg`.
         pub fn write_reg(vcpu: u64, reg: u64, value: u64) -> Result<(), InvocationError> {
             invoke(
@@ -167,6 +211,56 @@ mod imp {
                 2,
             )
             .map(drop)
+        }
+    }
+
+    /// The vCPU calls of a config without hypervisor support: each says so.
+    #[cfg(not(sel4_vcpu))]
+    pub mod vcpu {
+        use super::InvocationError;
+        use crate::vcpu::USER_CONTEXT_WORDS;
+
+        /// No vCPUs in this config.
+        pub fn restart(_vcpu: u64, _entry: u64) -> Result<(), InvocationError> {
+            Err(InvocationError::NoHypervisor)
+        }
+        /// No vCPUs in this config.
+        pub fn stop(_vcpu: u64) -> Result<(), InvocationError> {
+            Err(InvocationError::NoHypervisor)
+        }
+        /// No vCPUs in this config.
+        pub fn inject_irq(
+            _vcpu: u64,
+            _irq: u16,
+            _priority: u8,
+            _group: u8,
+            _index: u8,
+        ) -> Result<(), InvocationError> {
+            Err(InvocationError::NoHypervisor)
+        }
+        /// No vCPUs in this config.
+        pub fn ack_vppi(_vcpu: u64, _irq: u64) -> Result<(), InvocationError> {
+            Err(InvocationError::NoHypervisor)
+        }
+        /// No vCPUs in this config.
+        pub fn read_reg(_vcpu: u64, _reg: u64) -> Result<u64, InvocationError> {
+            Err(InvocationError::NoHypervisor)
+        }
+        /// No vCPUs in this config.
+        pub fn write_reg(_vcpu: u64, _reg: u64, _value: u64) -> Result<(), InvocationError> {
+            Err(InvocationError::NoHypervisor)
+        }
+        /// No vCPUs in this config.
+        pub fn read_context(_vcpu: u64) -> Result<[u64; USER_CONTEXT_WORDS], InvocationError> {
+            Err(InvocationError::NoHypervisor)
+        }
+        /// No vCPUs in this config.
+        pub fn write_context(
+            _vcpu: u64,
+            _ctx: &[u64; USER_CONTEXT_WORDS],
+            _resume: bool,
+        ) -> Result<(), InvocationError> {
+            Err(InvocationError::NoHypervisor)
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod ipc_buffer;
 pub mod message;
 pub mod symbols;
 pub mod syscall;
+pub mod vcpu;
 
 pub use message::MessageInfo;
 
