@@ -424,6 +424,11 @@ impl Engine {
         self.max_len
     }
 
+    /// Whether writes and zeroing are refused.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
     fn check_range(&self, offset: u64, len: usize) -> Result<u32, SubmitError> {
         if len == 0 || len > self.max_len {
             return Err(SubmitError::BadLength);

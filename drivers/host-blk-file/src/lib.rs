@@ -17,6 +17,7 @@ use bulkhead_blk_protocol::{Op, Request, Response, Status, FLAG_FUA, SECTOR};
 
 pub mod engine;
 pub mod gpt;
+pub mod queued;
 
 /// Bytes written per zeroing step (discard / write-zeroes).
 const ZERO_CHUNK: usize = 64 * 1024;
