@@ -326,6 +326,14 @@ impl Region {
         backend::region(name)
     }
 
+    /// The region this PD maps at exactly `vaddr`: for PDs told their
+    /// regions' addresses by their configuration (compose writes hop
+    /// vaddrs, not names). On seL4 only declared regions are found (see
+    /// [`protection_domain!`](crate::protection_domain)).
+    pub fn at(vaddr: u64) -> Result<Region, RuntimeError> {
+        backend::region_at(vaddr)
+    }
+
     /// Builds a region handle. Only backends do this, from the mappings they
     /// made themselves.
     #[cfg_attr(target_os = "none", allow(dead_code))]

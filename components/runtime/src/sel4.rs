@@ -403,6 +403,14 @@ pub(crate) fn region(name: &str) -> Result<Region, RuntimeError> {
     Ok(Region::from_mapping(vaddr, size, d.perms, false))
 }
 
+pub(crate) fn region_at(vaddr: u64) -> Result<Region, RuntimeError> {
+    let d = regions()
+        .iter()
+        .find(|d| vaddr != 0 && d.vaddr.get() == vaddr)
+        .ok_or(RuntimeError::NoSuchRegion)?;
+    region(d.name)
+}
+
 pub(crate) fn setvar(name: &str) -> Result<u64, RuntimeError> {
     for d in regions() {
         let Some(rest) = name.strip_prefix(d.name) else {
