@@ -1,0 +1,191 @@
+//! Boots the Debian guest under plain QEMU `virt` (TCG) with the composed
+//! device tree of the `cluster` guest instead of QEMU's own, and QEMU's
+//! virtio-mmio transports standing in for the VMM's windows: checks the
+//! image and that device tree together, without seL4.
+//!
+//! The guest must reach its shell on hvc0 (virtio-console on window 0),
+//! see exactly its own disk (virtio-blk on window 1; a second disk on a
+//! transport its device tree does not list must stay invisible), keep a
+//! file across a reboot, and run `bh-dd`. Prints — and writes to
+//! `build/guest/qemu-baseline.txt` — the time from QEMU start to the shell
+//! and the dd throughput: the plain-QEMU baseline for the seL4 path.
+
+use std::fmt::Write as _;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use bulkhead_linux_tests::dt::GuestDt;
+use bulkhead_linux_tests::qemu::Console;
+use bulkhead_linux_tests::repo_root;
+use bulkhead_linux_tests::report::{Dd, Info};
+
+const BOOT: Duration = Duration::from_secs(120);
+const CMD: Duration = Duration::from_secs(60);
+const DISK_MIB: u64 = 256;
+const INTRUDER_MIB: u64 = 16;
+const DD_MIB: u64 = 64;
+
+fn sparse_file(path: &std::path::Path, mib: u64) -> std::io::Result<()> {
+    std::fs::File::create(path)?.set_len(mib << 20)
+}
+
+#[cfg_attr(
+    not(qemu_aarch64),
+    ignore = "SKIPPED: qemu-system-aarch64 not on PATH — the Linux guest is not booted"
+)]
+#[cfg_attr(
+    all(qemu_aarch64, not(linux_guest)),
+    ignore = "SKIPPED: BULKHEAD_SKIP_LINUX_GUEST set — the Debian guest is not built"
+)]
+#[test]
+fn cluster_guest_boots_under_plain_qemu_with_its_composed_device_tree() {
+    let imgs = bulkhead_linux_tests::build_guest_images().unwrap_or_else(|e| panic!("{e}"));
+    let dtb_path = repo_root().join("system/automotive/qemu_virt_aarch64/cluster.dtb");
+    let g = GuestDt::parse(&std::fs::read(&dtb_path).unwrap()).unwrap();
+    // QEMU virt's RAM starts at 0x4000_0000 too; -m must equal the guest's
+    // RAM, since QEMU rewrites the memory node from -m.
+    assert_eq!(
+        g.ram.0, 0x4000_0000,
+        "guest RAM base differs from QEMU virt's"
+    );
+    let ram_mib = g.ram.1 >> 20;
+    // Window c is class c (tools/compose/src/dt.rs): 0 console, 1 block.
+    let transport = |c: usize| {
+        let w = g
+            .virtio
+            .get(c)
+            .unwrap_or_else(|| panic!("cluster has no window {c}"));
+        w.qemu_virt_transport()
+            .unwrap_or_else(|| panic!("window {w:x?} is not one of QEMU virt's transports"))
+    };
+    let (con, blk) = (transport(0), transport(1));
+    let intruder = (0..32u64)
+        .find(|n| g.virtio.iter().all(|w| w.qemu_virt_transport() != Some(*n)))
+        .unwrap();
+
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let disk = tmp.join(format!("cluster-disk-{}.img", std::process::id()));
+    let other = tmp.join(format!("intruder-disk-{}.img", std::process::id()));
+    sparse_file(&disk, DISK_MIB).unwrap();
+    sparse_file(&other, INTRUDER_MIB).unwrap();
+
+    let mut cmd = Command::new("qemu-system-aarch64");
+    cmd.args(["-machine", "virt", "-cpu", "cortex-a53", "-smp", "1"])
+        .args(["-m", &format!("{ram_mib}M")])
+        .args(["-display", "none", "-monitor", "none", "-serial", "none"])
+        .args(["-nodefaults", "-no-user-config"])
+        .arg("-kernel")
+        .arg(&imgs.image)
+        .arg("-initrd")
+        .arg(&imgs.initrd)
+        .arg("-dtb")
+        .arg(&dtb_path)
+        .args(["-chardev", "stdio,id=con,signal=off"])
+        .args([
+            "-device",
+            &format!("virtio-serial-device,bus=virtio-mmio-bus.{con}"),
+        ])
+        .args(["-device", "virtconsole,chardev=con"])
+        .arg("-drive")
+        .arg(format!(
+            "file={},format=raw,if=none,id=disk",
+            disk.display()
+        ))
+        .args([
+            "-device",
+            &format!("virtio-blk-device,drive=disk,bus=virtio-mmio-bus.{blk}"),
+        ])
+        .arg("-drive")
+        .arg(format!(
+            "file={},format=raw,if=none,id=other",
+            other.display()
+        ))
+        .args([
+            "-device",
+            &format!("virtio-blk-device,drive=other,bus=virtio-mmio-bus.{intruder}"),
+        ]);
+    let mut c = Console::spawn(cmd).unwrap();
+
+    let ready = c
+        .wait_for("BULKHEAD-GUEST-READY", BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let prompt = c.wait_for("guest# ", CMD).unwrap_or_else(|e| panic!("{e}"));
+    let info = Info::parse(&c.transcript()).unwrap_or_else(|e| panic!("{e}\n{}", c.transcript()));
+    assert_eq!(info.kernel, imgs.version.kernel_release());
+    assert_eq!(info.console, "hvc0");
+    let devices: Vec<_> = info
+        .virtio
+        .iter()
+        .map(|d| (d.id, d.driver.as_str()))
+        .collect();
+    assert_eq!(
+        devices,
+        [(3, "virtio_console"), (2, "virtio_blk")],
+        "{info:?}"
+    );
+    assert_eq!(
+        info.blocks,
+        [("vda".to_string(), (DISK_MIB << 20) / 512)],
+        "exactly its own disk"
+    );
+    assert!(
+        !c.transcript().contains("BULKHEAD-GUEST-ERROR"),
+        "{}",
+        c.transcript()
+    );
+
+    let token = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| format!("bh{}", d.as_nanos()))
+        .unwrap_or_else(|_| "bh-token".into());
+    let out = c
+        .run(&format!("bh-blk write {token}"), CMD)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains(&format!("BH-BLK write OK {token}")), "{out}");
+    let out = c
+        .run(&format!("bh-dd {DD_MIB}"), Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dd = Dd::parse_all(&out);
+    let whats: Vec<_> = dd.iter().map(|d| d.what.as_str()).collect();
+    assert_eq!(whats, ["write", "read", "rawread"], "{out}");
+    assert!(
+        dd.iter().all(|d| d.bytes == DD_MIB << 20 && d.us > 0),
+        "{out}"
+    );
+
+    c.send("reboot -f").unwrap_or_else(|e| panic!("{e}"));
+    let reboot = c
+        .wait_for("BULKHEAD-GUEST-READY", BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.wait_for("guest# ", CMD).unwrap_or_else(|e| panic!("{e}"));
+    let out = c
+        .run(&format!("bh-blk check {token}"), CMD)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains(&format!("BH-BLK check OK {token}")), "{out}");
+    drop(c);
+    let _ = std::fs::remove_file(&disk);
+    let _ = std::fs::remove_file(&other);
+
+    let mut report = String::new();
+    let _ = writeln!(report, "# plain QEMU baseline (scripts/guest-image.sh guest, cluster.dtb, TCG cortex-a53, -m {ram_mib}M)");
+    let (kpkg, kver) = imgs.version.kernel_package();
+    let _ = writeln!(
+        report,
+        "kernel={} ({kpkg} {kver})",
+        imgs.version.kernel_release()
+    );
+    let _ = writeln!(report, "qemu-start-to-ready-s={:.2}", ready.as_secs_f64());
+    let _ = writeln!(report, "qemu-start-to-prompt-s={:.2}", prompt.as_secs_f64());
+    let _ = writeln!(report, "reboot-ready-at-s={:.2}", reboot.as_secs_f64());
+    for d in &dd {
+        let _ = writeln!(
+            report,
+            "dd-{}-MiBps={:.1} ({} MiB, 1 MiB blocks)",
+            d.what,
+            d.mib_per_s(),
+            d.bytes >> 20
+        );
+    }
+    eprint!("{report}");
+    let _ = std::fs::write(repo_root().join("build/guest/qemu-baseline.txt"), report);
+}
