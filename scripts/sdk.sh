@@ -12,10 +12,17 @@
 # binaries are PDs; each binary becomes build/BOARD/CONFIG/<bin>.elf, the
 # name a .system file's <program_image path=…> refers to. The SDK itself is
 # never copied into the tree or committed.
+#
+# Per-system sidecar files (optional), beside SYSTEM with its `.system`
+# replaced: `<name>.pd-packages` (one line: the cargo packages to build when
+# PD_PACKAGES is not set) and `<name>.qemu-args` (one line: extra QEMU
+# arguments, e.g. the devices a test system drives; QEMU_EXTRA_ARGS from
+# the environment come after them).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+PD_PACKAGES_FROM_ENV=${PD_PACKAGES:-}
 PD_PACKAGES=${PD_PACKAGES:-bulkhead-hello-pd bulkhead-example-pds}
 CARGO=${CARGO:-cargo}
 
@@ -111,6 +118,9 @@ image() {
     check_sdk image
     local out="build/$BOARD/$CONFIG"
     mkdir -p "$out"
+    if [ -z "$PD_PACKAGES_FROM_ENV" ] && [ -f "${SYSTEM%.system}.pd-packages" ]; then
+        read -r PD_PACKAGES <"${SYSTEM%.system}.pd-packages"
+    fi
     local pkgs=()
     for p in $PD_PACKAGES; do pkgs+=(-p "$p"); done
     say "building PDs (${PD_PACKAGES}) for $BOARD/$CONFIG"
@@ -127,6 +137,22 @@ image() {
         elfs+=("$out/$(basename "$f").elf")
     done
     [ "${#elfs[@]}" -gt 0 ] || die "no PD ELFs were built"
+    # Bare-metal guests (not PDs, so not ELF-checked as PDs) named by the
+    # `<name>.guest-packages` sidecar: each binary becomes $out/<bin>.elf,
+    # the name a `prefill_path` refers to.
+    if [ -f "${SYSTEM%.system}.guest-packages" ]; then
+        local guests=() gpkgs=()
+        read -r -a guests <"${SYSTEM%.system}.guest-packages"
+        for p in "${guests[@]}"; do gpkgs+=(-p "$p"); done
+        say "building guests (${guests[*]})"
+        CARGO_TARGET_DIR="$ROOT/$out/guest-target" \
+            "$CARGO" build --release --target aarch64-unknown-none "${gpkgs[@]}" >&2
+        for f in "$out/guest-target/aarch64-unknown-none/release"/*; do
+            if [ ! -f "$f" ] || [ ! -x "$f" ]; then continue; fi
+            [ "$(head -c4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
+            cp "$f" "$out/$(basename "$f").elf"
+        done
+    fi
     # Catch an ABI slip (missing/mis-sized patched symbol, stripped ELF...)
     # with a named problem before the tool panics on it.
     CARGO_TARGET_DIR="$ROOT/build/tools" "$CARGO" build -q -p bulkhead-sel4-tests --bin sel4-elf-check >&2
@@ -142,7 +168,10 @@ image() {
 # --- qemu -----------------------------------------------------------------
 qemu() {
     image
-    local extra=()
+    local extra=() sys_args=()
+    if [ -f "${SYSTEM%.system}.qemu-args" ]; then
+        read -r -a sys_args <"${SYSTEM%.system}.qemu-args"
+    fi
     read -r -a extra <<<"${QEMU_EXTRA_ARGS:-}"
     local img="build/$BOARD/$CONFIG/loader.img"
     qemu_ok "$BOARD" || setup_qemu
@@ -152,7 +181,7 @@ qemu() {
             # separate package (ipxe-qemu) that a minimal install lacks.
             exec qemu-system-aarch64 -machine virt,virtualization=on -cpu cortex-a53 \
                 -m size=2G -nographic -serial mon:stdio -nic none \
-                -device "loader,file=$img,addr=0x70000000,cpu-num=0" "${extra[@]}"
+                -device "loader,file=$img,addr=0x70000000,cpu-num=0" "${sys_args[@]}" "${extra[@]}"
             ;;
         imx8mp_evk)
             # No firmware on QEMU's imx8mp-evk: our EL3 shim starts first
@@ -165,7 +194,7 @@ qemu() {
             exec qemu-system-aarch64 -machine imx8mp-evk -m 6G -nographic \
                 -serial null -serial mon:stdio \
                 -device "loader,file=$img,addr=0x41000000" \
-                -device "loader,file=$shim,cpu-num=0" "${extra[@]}"
+                -device "loader,file=$shim,cpu-num=0" "${sys_args[@]}" "${extra[@]}"
             ;;
         *)
             die "no QEMU model for $BOARD: boot build/$BOARD/$CONFIG/loader.img on the board (U-Boot: load it at 0x41000000, go 0x41000000)"

@@ -1,0 +1,171 @@
+//! seL4 CAN boot tests on QEMU `virt` with two CTU CAN FD controllers on one
+//! `-object can-bus` (two `ctucan_pci` cards, slots 1 and 2; the system's
+//! `.qemu-args` sidecar file): the CAN driver PD (`drv-ctucanfd`'s
+//! `ctucanfd_driver`) owns the card in slot 1 — it finds it through ECAM,
+//! programs its BARs and takes its INTA — and a far-side ECU PD
+//! (`tests/sel4/can-pds`' `can_ecu`) owns the card in slot 2, prints every
+//! frame it sees and answers once it has seen them all.
+//!
+//! - `can-driver.system`: a client that talks the driver hop directly
+//!   stands where `can_virt` sits; classic and FD frames go out through
+//!   the driver and are seen by the ECU, the ECU's frames come back as RX
+//!   events.
+//!
+//! Each PD's golden lines (`golden/<system>/<pd>.txt`) must appear in
+//! order; lines that would mean a failure (a PD stopping, a ring corrupt, a
+//! refused SUBMIT, a monitor fault report) must not appear at all.
+//!
+//! Without `MICROKIT_SDK` at build time they are reported as ignored with a
+//! `SKIPPED:` reason (see build.rs and boot.rs).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Lines no CAN test console may contain.
+const FORBIDDEN: &[&str] = &["stopping", "corrupt", "FAILED", "MON|ERROR", "cannot load"];
+
+#[cfg_attr(not(microkit_sdk), allow(dead_code))]
+const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The first forbidden fragment on any console line, with that line.
+fn forbidden_line(console: &str) -> Option<(&'static str, &str)> {
+    console
+        .lines()
+        .find_map(|l| FORBIDDEN.iter().find(|f| l.contains(**f)).map(|f| (*f, l)))
+}
+
+#[test]
+fn forbidden_lines_are_found_and_clean_consoles_pass() {
+    assert_eq!(forbidden_line("a\nb\n"), None);
+    let c = "x\nctucanfd_driver: no pcie_ecam map; stopping\n";
+    assert_eq!(
+        forbidden_line(c),
+        Some(("stopping", "ctucanfd_driver: no pcie_ecam map; stopping"))
+    );
+    assert!(forbidden_line("can_drv_client: slot 0 FAILED").is_some());
+}
+
+/// The sidecar QEMU arguments put two cards on one bus in the slots whose
+/// INTA lines the system files claim (checked without an SDK).
+#[test]
+fn systems_claim_the_intx_lines_of_the_slots_their_cards_sit_in() {
+    let dir = root().join("tests/sel4/systems");
+    let args = std::fs::read_to_string(dir.join("can-driver.qemu-args")).expect("qemu args");
+    assert!(args.contains("-object can-bus,id=cb0"), "{args}");
+    for slot in [1u64, 2] {
+        let dev = format!("ctucan_pci,addr=0{slot}.0,canbus0=cb0,canbus1=cb0");
+        assert!(args.contains(&dev), "card in slot {slot} on cb0: {args}");
+    }
+    let sys = std::fs::read_to_string(dir.join("can-driver.system")).expect("system");
+    // INTA (pin 1) of slot s: SPI 3 + (s + 1 - 1) mod 4, INTID = SPI + 32.
+    for (slot, pd) in [(1u64, "can_driver"), (2, "can_ecu")] {
+        let intid = 32 + 3 + slot % 4;
+        let pd_xml = sys
+            .split("<protection_domain ")
+            .find(|p| p.starts_with(&format!("name=\"{pd}\"")))
+            .expect("pd in system");
+        let pd_xml = pd_xml.split("</protection_domain>").next().unwrap_or("");
+        assert!(
+            pd_xml.contains(&format!(
+                "<irq irq=\"{intid}\" id=\"1\" trigger=\"level\" />"
+            )),
+            "{pd} must take INTID {intid} (INTA of slot {slot})"
+        );
+    }
+}
+
+#[cfg(microkit_sdk)]
+mod with_sdk {
+    use super::{root, BOOT_TIMEOUT};
+    use bulkhead_sel4_tests::missing_from_console;
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc::RecvTimeoutError;
+    use std::time::{Duration, Instant};
+
+    /// Boots `system` on QEMU `virt` (debug config) with `scripts/sdk.sh
+    /// qemu` and returns the console once every golden line appeared or the
+    /// timeout passed.
+    pub fn boot(system: &str, golden: &[(String, String)]) -> String {
+        let sdk = std::env::var("MICROKIT_SDK")
+            .expect("MICROKIT_SDK was set at build time; set it for the run too");
+        let mut child = Command::new("scripts/sdk.sh")
+            .current_dir(root())
+            .args(["qemu", &sdk, "qemu_virt_aarch64", "debug", system])
+            // The system's sidecar names the PD packages; an inherited
+            // PD_PACKAGES would override it.
+            .env_remove("PD_PACKAGES")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("scripts/sdk.sh runs");
+        let mut out = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        let mut text = String::new();
+        while Instant::now() < deadline && missing_from_console(golden, &text).is_some() {
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        // Lines that follow the last golden one (a late fault) get a moment.
+        let settle = Instant::now() + Duration::from_secs(2);
+        while let Some(left) = settle.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(_) => break,
+            }
+        }
+        // sdk.sh `exec`s QEMU, so this is QEMU's pid.
+        let _ = child.kill();
+        let _ = child.wait();
+        text
+    }
+}
+
+/// Boots `system` and checks its golden directory and the forbidden lines.
+#[cfg(microkit_sdk)]
+fn boot_and_check(system: &str, golden_dir: &str) {
+    use bulkhead_sel4_tests::{load_golden, missing_from_console};
+    let golden = load_golden(&root().join(golden_dir)).expect("golden transcripts");
+    assert!(!golden.is_empty(), "no golden transcripts in {golden_dir}");
+    let console = with_sdk::boot(system, &golden);
+    let missing = missing_from_console(&golden, &console);
+    assert!(
+        missing.is_none(),
+        "{system}: (PD, line) {missing:?} never appeared; console:\n{console}"
+    );
+    let bad = forbidden_line(&console);
+    assert!(
+        bad.is_none(),
+        "{system}: console has (what, line) {bad:?}; console:\n{console}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(microkit_sdk),
+    ignore = "SKIPPED: MICROKIT_SDK not set — cannot pack or boot seL4 images (make test MICROKIT_SDK=/path/to/sdk)"
+)]
+fn ctucanfd_driver_carries_classic_and_fd_frames_both_ways_on_qemu_virt() {
+    #[cfg(microkit_sdk)]
+    boot_and_check(
+        "tests/sel4/systems/can-driver.system",
+        "tests/sel4/golden/can-driver",
+    );
+}
