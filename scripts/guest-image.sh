@@ -120,7 +120,17 @@ fetch() { # package version -> $deb, the path of the .deb
         local sandbox=()
         # Root's apt drops to the _apt user, who may not write into $OUT.
         is_root && sandbox=(-o APT::Sandbox::User=root)
-        (cd "$OUT/debs" && apt-get download -q "${sandbox[@]}" "$pkg:$ARCH=$ver" >/dev/null)
+        if ! (cd "$OUT/debs" && apt-get download -q "${sandbox[@]}" "$pkg:$ARCH=$ver" >/dev/null); then
+            # The archive keeps only current versions (security updates
+            # replace them): with a stale index, update it and resolve again.
+            if [ -z "$apt_updated" ] && [ -z "${GUEST_IMAGE_RETRIED:-}" ] && is_root; then
+                say "download failed; updating the package index and resolving again"
+                apt_update
+                exec 9>&- # the lock: the new run takes it afresh
+                GUEST_IMAGE_RETRIED=1 exec scripts/guest-image.sh
+            fi
+            die "cannot download $pkg:$ARCH $ver (a stale package index? as root: apt-get update)"
+        fi
     fi
     if [ "$(dpkg-deb -f "$deb" Package)" != "$pkg" ] || [ "$(dpkg-deb -f "$deb" Version)" != "$ver" ]; then
         die "$deb is not $pkg $ver"

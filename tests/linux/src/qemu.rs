@@ -157,6 +157,11 @@ impl Console {
         }
     }
 
+    /// Time since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// Types `line` and a newline.
     pub fn send(&mut self, line: &str) -> Result<(), WaitError> {
         self.stdin
