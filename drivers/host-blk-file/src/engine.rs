@@ -15,15 +15,24 @@
 //!
 //! Why io_uring rather than a worker pool: a PD is one thread whose restart
 //! resets one PC and SP; the kernel does the waiting here, so the PD stays
-//! single-threaded, and after set-up it needs one more syscall
-//! (`io_uring_enter`). Set-up ([`Engine::open`]/[`Engine::with_files`])
-//! uses `io_uring_setup`, `mmap` and `io_uring_register`, so it must run
-//! before a host-board PD's seccomp lockdown. It ends by registering
-//! *restrictions*: the ring accepts only `READ_FIXED`, `WRITE_FIXED`,
-//! `FSYNC` and `FALLOCATE`, only on the registered descriptors of this one
-//! file (`IOSQE_FIXED_FILE` required), only into the engine's registered
-//! buffers, and no further `io_uring_register` calls — so a ring cannot be
-//! used to open, connect or read anything else.
+//! single-threaded, and once the ring exists it needs one more syscall
+//! (`io_uring_enter`).
+//!
+//! Two phases, for a host-board PD's seccomp lockdown:
+//! - [`Engine::prepare`] (before lockdown: `io_uring_setup`, `mmap`,
+//!   `io_uring_register`) makes the ring and the bounce buffers and ends by
+//!   registering *restrictions*: the ring accepts only `READ_FIXED`,
+//!   `WRITE_FIXED`, `FSYNC` and `FALLOCATE`, with no SQE flag but
+//!   `IOSQE_IO_DRAIN`, into the engine's registered buffers only, and no
+//!   further `io_uring_register` call. So the ring can do no more than
+//!   positioned I/O, `fdatasync` and `fallocate` on descriptors the process
+//!   already holds — it cannot open, connect or map anything.
+//! - [`Engine::attach`] / [`Engine::attach_fds`] (any time the engine is
+//!   idle, no syscall) point it at the image's descriptors; a driver gets
+//!   those from its host resource after lockdown, and re-attaches after a
+//!   restart.
+//!
+//! [`Engine::open`] does both at once (tests, benchmarks, tools).
 //!
 //! Semantics (those of a device with a volatile write cache):
 //! - A completion is reported only after the kernel finished the operation;
@@ -51,7 +60,7 @@ use std::alloc::Layout;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::Path;
 use std::ptr::NonNull;
 
@@ -62,10 +71,6 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 /// Page size; bounce buffers are aligned to it (every direct-I/O memory
 /// alignment a Linux filesystem asks is at most this).
 const PAGE: usize = 4096;
-/// Registered-file index of the `O_DIRECT` descriptor (or the only one).
-const FILE_DIRECT: u32 = 0;
-/// Registered-file index of the buffered descriptor.
-const FILE_BUFFERED: u32 = 1;
 /// Most slots an engine may have (slot numbers travel as `u16`).
 pub const MAX_DEPTH: usize = 4096;
 
@@ -119,6 +124,17 @@ pub enum SubmitError {
     BadLength,
     /// A write or zeroing on a read-only engine.
     ReadOnly,
+    /// No file attached yet.
+    NoFile,
+}
+
+/// Why [`Engine::attach`] refused.
+#[derive(Debug)]
+pub enum AttachError {
+    /// Requests are in flight on the current file: drain first.
+    Busy,
+    /// The file's size could not be read.
+    Size(io::Error),
 }
 
 /// The kind of a request.
@@ -218,8 +234,13 @@ impl Drop for Slab {
 /// The io_uring engine over one file. See the module docs.
 pub struct Engine {
     ring: IoUring,
-    /// Keeps the descriptors the ring has registered open.
-    _files: Files,
+    /// Keeps the descriptors of an owned file open (None: not attached, or
+    /// attached to descriptors the caller owns).
+    files: Option<Files>,
+    /// The descriptor aligned requests use (-1: not attached).
+    fd_direct: RawFd,
+    /// The descriptor unaligned requests use.
+    fd_buffered: RawFd,
     slab: Slab,
     slots: Vec<Slot>,
     /// Free slot numbers (a stack; capacity `depth`, never grows).
@@ -325,23 +346,36 @@ fn dio_offset_align(f: &File) -> Option<u32> {
 }
 
 impl Engine {
-    /// Opens the image at `path` and builds the engine. See
-    /// [`Engine::with_files`].
+    /// Opens the image at `path`, prepares the engine and attaches it.
     ///
     /// # Errors
-    /// As [`Files::open`] and [`Engine::with_files`].
+    /// As [`Files::open`] and [`Engine::prepare`].
     pub fn open(path: &Path, cfg: &EngineConfig) -> io::Result<Engine> {
         Engine::with_files(Files::open(path, cfg.read_only, cfg.direct)?, cfg)
     }
 
-    /// Builds the engine on already open descriptors: allocates the bounce
-    /// buffers, sets the ring up disabled, registers files and buffers,
-    /// registers the restrictions and enables the ring.
+    /// [`Engine::prepare`] and [`Engine::attach`] `files`.
+    ///
+    /// # Errors
+    /// As [`Engine::prepare`]; the file's size cannot be read.
+    pub fn with_files(files: Files, cfg: &EngineConfig) -> io::Result<Engine> {
+        let mut e = Engine::prepare(cfg)?;
+        match e.attach(files) {
+            Ok(()) => Ok(e),
+            Err(AttachError::Size(err)) => Err(err),
+            Err(AttachError::Busy) => Err(io::Error::from(io::ErrorKind::ResourceBusy)),
+        }
+    }
+
+    /// The ring and the bounce buffers, no file yet: allocates the slab,
+    /// sets the ring up disabled, registers the slab as its one fixed
+    /// buffer, registers the restrictions and enables the ring. Run it
+    /// before a PD's seccomp lockdown.
     ///
     /// # Errors
     /// `InvalidInput` for a bad configuration; otherwise what the kernel
     /// said (e.g. io_uring disabled by `kernel.io_uring_disabled`).
-    pub fn with_files(files: Files, cfg: &EngineConfig) -> io::Result<Engine> {
+    pub fn prepare(cfg: &EngineConfig) -> io::Result<Engine> {
         let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
         if cfg.depth == 0
             || cfg.depth > MAX_DEPTH
@@ -353,17 +387,13 @@ impl Engine {
         }
         let slab_len = cfg.depth.checked_mul(cfg.max_len).ok_or_else(invalid)?;
         let slab = Slab::new(slab_len)?;
-        let file_len = files.buffered.metadata()?.len();
         let entries = u32::try_from(cfg.depth).map_err(|_| invalid())?;
         let ring: IoUring = IoUring::builder()
             .setup_r_disabled()
-            // Completions are reaped by the one thread that submits.
-            .setup_single_issuer()
+            // Task work runs when the submitter enters the kernel anyway.
             .setup_coop_taskrun()
             .build(entries)?;
         let sub = ring.submitter();
-        let direct_fd = files.direct.as_ref().unwrap_or(&files.buffered).as_raw_fd();
-        sub.register_files(&[direct_fd, files.buffered.as_raw_fd()])?;
         let iov = libc::iovec {
             iov_base: slab.ptr.as_ptr().cast(),
             iov_len: slab_len,
@@ -378,7 +408,6 @@ impl Engine {
             Restriction::sqe_op(opcode::Fsync::CODE),
             Restriction::sqe_op(opcode::Fallocate::CODE),
             Restriction::sqe_flags_allowed(Flags::IO_DRAIN.bits()),
-            Restriction::sqe_flags_required(Flags::FIXED_FILE.bits()),
         ];
         sub.register_restrictions(&mut rules)?;
         sub.register_enable_rings()?;
@@ -387,16 +416,65 @@ impl Engine {
         free.extend((0..entries).rev().filter_map(|i| u16::try_from(i).ok()));
         Ok(Engine {
             ring,
-            direct: files.status,
-            _files: files,
+            files: None,
+            fd_direct: -1,
+            fd_buffered: -1,
+            direct: DirectIo::NotRequested,
             slab,
             slots: vec![IDLE; cfg.depth],
             free,
             unsubmitted: 0,
             max_len: cfg.max_len,
-            file_len,
+            file_len: 0,
             read_only: cfg.read_only,
         })
+    }
+
+    /// Serves `files` from now on (the engine keeps them open). The size is
+    /// read now (`fstat`).
+    ///
+    /// # Errors
+    /// [`AttachError::Busy`] while requests are in flight;
+    /// [`AttachError::Size`].
+    pub fn attach(&mut self, files: Files) -> Result<(), AttachError> {
+        if self.in_flight() > 0 {
+            return Err(AttachError::Busy);
+        }
+        let len = files.buffered.metadata().map_err(AttachError::Size)?.len();
+        let buffered = files.buffered.as_raw_fd();
+        let direct = files.direct.as_ref().map(AsRawFd::as_raw_fd);
+        self.attach_fds(buffered, direct, files.status, len)?;
+        self.files = Some(files);
+        Ok(())
+    }
+
+    /// Serves descriptors the caller owns and keeps open while attached: a
+    /// file of `len` bytes, `buffered` for unaligned requests and `direct`
+    /// (opened with `O_DIRECT`; None: `buffered` serves everything) for
+    /// aligned ones; `status` says which (it is what [`Engine::direct`]
+    /// reports). No syscall: usable after lockdown.
+    ///
+    /// # Errors
+    /// [`AttachError::Busy`] while requests are in flight.
+    pub fn attach_fds(
+        &mut self,
+        buffered: RawFd,
+        direct: Option<RawFd>,
+        status: DirectIo,
+        len: u64,
+    ) -> Result<(), AttachError> {
+        if self.in_flight() > 0 {
+            return Err(AttachError::Busy);
+        }
+        self.files = None;
+        self.fd_buffered = buffered;
+        (self.fd_direct, self.direct) = match (direct, status) {
+            (Some(fd), DirectIo::On { offset_align }) => (fd, DirectIo::On { offset_align }),
+            (_, DirectIo::On { .. }) => (buffered, DirectIo::NotRequested),
+            (_, other) => (buffered, other),
+        };
+        self.file_len = len;
+        Ok(())
     }
 
     /// Whether requests bypass the page cache, and if not, why.
@@ -430,6 +508,9 @@ impl Engine {
     }
 
     fn check_range(&self, offset: u64, len: usize) -> Result<u32, SubmitError> {
+        if self.fd_buffered < 0 {
+            return Err(SubmitError::NoFile);
+        }
         if len == 0 || len > self.max_len {
             return Err(SubmitError::BadLength);
         }
@@ -440,17 +521,16 @@ impl Engine {
         }
     }
 
-    /// The registered file for a transfer: direct when aligned.
-    fn file_for(&self, offset: u64, len: u32) -> types::Fixed {
+    /// The descriptor for a transfer: direct when aligned.
+    fn file_for(&self, offset: u64, len: u32) -> types::Fd {
         match self.direct {
             DirectIo::On { offset_align }
-                if offset % u64::from(offset_align) == 0 && len % offset_align == 0 =>
+                if offset % u64::from(offset_align) != 0 || len % offset_align != 0 =>
             {
-                types::Fixed(FILE_DIRECT)
+                types::Fd(self.fd_buffered)
             }
-            DirectIo::On { .. } => types::Fixed(FILE_BUFFERED),
-            // Both registered indices are the buffered descriptor.
-            _ => types::Fixed(FILE_DIRECT),
+            // `fd_direct` is the buffered descriptor when not direct.
+            _ => types::Fd(self.fd_direct),
         }
     }
 
@@ -500,8 +580,7 @@ impl Engine {
         let slot = self.take_slot()?;
         let sqe = opcode::ReadFixed::new(self.file_for(offset, len), self.slot_ptr(slot), len, 0)
             .offset(offset)
-            .build()
-            .flags(Flags::FIXED_FILE);
+            .build();
         self.push(slot, tag, Kind::Read, len, sqe);
         Ok(())
     }
@@ -531,8 +610,7 @@ impl Engine {
         let sqe = opcode::WriteFixed::new(self.file_for(offset, len), dst, len, 0)
             .offset(offset)
             .rw_flags(if fua { libc::RWF_DSYNC } else { 0 })
-            .build()
-            .flags(Flags::FIXED_FILE);
+            .build();
         self.push(slot, tag, Kind::Write, len, sqe);
         Ok(())
     }
@@ -544,11 +622,14 @@ impl Engine {
     /// # Errors
     /// [`SubmitError::Full`]; nothing was queued.
     pub fn flush(&mut self, tag: u64) -> Result<(), SubmitError> {
+        if self.fd_buffered < 0 {
+            return Err(SubmitError::NoFile);
+        }
         let slot = self.take_slot()?;
-        let sqe = opcode::Fsync::new(types::Fixed(FILE_DIRECT))
+        let sqe = opcode::Fsync::new(types::Fd(self.fd_direct))
             .flags(types::FsyncFlags::DATASYNC)
             .build()
-            .flags(Flags::FIXED_FILE | Flags::IO_DRAIN);
+            .flags(Flags::IO_DRAIN);
         self.push(slot, tag, Kind::Flush, 0, sqe);
         Ok(())
     }
@@ -565,16 +646,18 @@ impl Engine {
         if self.read_only {
             return Err(SubmitError::ReadOnly);
         }
+        if self.fd_buffered < 0 {
+            return Err(SubmitError::NoFile);
+        }
         match offset.checked_add(len) {
             Some(end) if len > 0 && end <= self.file_len => {}
             _ => return Err(SubmitError::OutOfRange),
         }
         let slot = self.take_slot()?;
-        let sqe = opcode::Fallocate::new(types::Fixed(FILE_DIRECT), len)
+        let sqe = opcode::Fallocate::new(types::Fd(self.fd_direct), len)
             .offset(offset)
             .mode(libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE)
-            .build()
-            .flags(Flags::FIXED_FILE);
+            .build();
         self.push(slot, tag, Kind::WriteZeroes, 0, sqe);
         Ok(())
     }
@@ -943,30 +1026,89 @@ mod tests {
         assert_eq!(finish(&mut e)[0].2, Outcome::Done);
     }
 
-    #[test]
-    fn ring_refuses_what_the_restrictions_exclude() {
-        // A NOP (and anything else not on the list) is refused by the ring
-        // itself with EACCES: the restrictions are really registered.
-        let img = image(8192);
-        let mut e = Engine::open(img.path(), &cfg(2)).unwrap();
-        let sqe = opcode::Nop::new()
-            .build()
-            .flags(Flags::FIXED_FILE)
-            .user_data(0);
-        e.slots[0] = Slot {
-            tag: 42,
+    /// Pushes a raw entry as if `push` had, so its completion is reaped.
+    fn push_raw(e: &mut Engine, sqe: squeue::Entry) {
+        let slot = e.take_slot().unwrap();
+        e.slots[usize::from(slot)] = Slot {
+            tag: 40 + u64::from(slot),
             kind: Kind::Flush,
             len: 0,
             busy: true,
         };
-        let slot = e.free.pop().unwrap();
-        assert_eq!(slot, 0);
-        // SAFETY: a NOP names no buffer.
-        unsafe { e.ring.submission().push(&sqe).unwrap() };
+        // SAFETY: the entries pushed by the tests name no buffer, or the
+        // slot's own part of the slab.
+        unsafe {
+            e.ring
+                .submission()
+                .push(&sqe.user_data(u64::from(slot)))
+                .unwrap()
+        };
         e.unsubmitted += 1;
+    }
+
+    #[test]
+    fn ring_refuses_what_the_restrictions_exclude() {
+        // The restrictions are really registered: an op not on the list
+        // (NOP; OPENAT would be the dangerous one) and a permitted op with
+        // a flag not on the list (IOSQE_FIXED_FILE, IOSQE_ASYNC) are refused
+        // by the ring itself with EACCES.
+        let img = image(8192);
+        let mut e = Engine::open(img.path(), &cfg(4)).unwrap();
+        push_raw(&mut e, opcode::Nop::new().build());
+        let fd = types::Fd(img.as_file().as_raw_fd());
+        let p = e.slot_ptr(1);
+        push_raw(
+            &mut e,
+            opcode::ReadFixed::new(fd, p, 512, 0)
+                .build()
+                .flags(Flags::ASYNC),
+        );
+        let dirfd = types::Fd(libc::AT_FDCWD);
+        push_raw(
+            &mut e,
+            opcode::OpenAt::new(dirfd, c"/etc/hostname".as_ptr()).build(),
+        );
         let done = finish(&mut e);
-        assert_eq!(done[0].2, Outcome::Os(libc::EACCES));
+        assert_eq!(done.len(), 3);
+        for d in &done {
+            assert_eq!(d.2, Outcome::Os(libc::EACCES), "{d:?}");
+        }
         // And no further registration is possible.
         assert!(e.ring.submitter().register_files(&[0]).is_err());
+        assert!(e.ring.submitter().register_restrictions(&mut []).is_err());
+    }
+
+    #[test]
+    fn prepared_engine_serves_once_attached() {
+        let img = image(64 * 1024);
+        let mut e = Engine::prepare(&cfg(4)).unwrap();
+        assert_eq!(e.read(1, 0, 512), Err(SubmitError::NoFile));
+        assert_eq!(e.flush(1), Err(SubmitError::NoFile));
+        assert_eq!(e.write_zeroes(1, 0, 512), Err(SubmitError::NoFile));
+        // Descriptors the caller owns (a PD's host resource), attached
+        // without a syscall.
+        let fd = img.as_file().as_raw_fd();
+        e.attach_fds(fd, None, DirectIo::NotRequested, 64 * 1024)
+            .unwrap();
+        e.read(2, 4096, 4096).unwrap();
+        assert!(matches!(
+            e.attach_fds(fd, None, DirectIo::NotRequested, 0),
+            Err(AttachError::Busy)
+        ));
+        let d = finish(&mut e);
+        assert_eq!(d[0].2, Outcome::Done);
+        assert!(d[0]
+            .3
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == pattern(4096 + i)));
+        // Re-attached to a smaller view of it: the bound moves.
+        e.attach_fds(fd, None, DirectIo::NotRequested, 8192)
+            .unwrap();
+        assert_eq!(e.read(3, 8192, 512), Err(SubmitError::OutOfRange));
+        // An O_DIRECT status without a direct descriptor is not claimed.
+        e.attach_fds(fd, None, DirectIo::On { offset_align: 512 }, 8192)
+            .unwrap();
+        assert_eq!(e.direct(), DirectIo::NotRequested);
     }
 }

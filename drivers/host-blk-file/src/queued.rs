@@ -22,6 +22,14 @@
 //! `Busy`, [`QueuedDisk::wait`] for one completion while any are in
 //! flight, [`QueuedDisk::complete`] (reads' bytes land in the `_in` region
 //! then), answer, repeat — requests are picked up between completions.
+//! [`QueuedDisk::serve`] is that loop over any [`DriverHop`].
+//!
+//! In a host-board driver PD: [`QueuedDisk::prepare`] before the seccomp
+//! lockdown (the ring needs `io_uring_setup`/`mmap`), keep it in a static
+//! (a restart keeps memory, and no new ring can be made afterwards), and
+//! in `init` [`QueuedDisk::drain`] what an earlier incarnation left in
+//! flight, then [`QueuedDisk::attach_fd`] the bound image's descriptor.
+//! After lockdown the engine needs `io_uring_enter` only.
 //!
 //! Differences from [`crate::FileDisk`]: requests in flight together are
 //! unordered (a flush is a barrier); discard and write-zeroes are
@@ -29,12 +37,14 @@
 //! filesystems with zero-range support, else IOERR); a transfer longer than
 //! the engine's `max_len` is refused (the virtualiser's slots are smaller).
 
+use std::collections::VecDeque;
 use std::io;
+use std::os::unix::io::RawFd;
 use std::path::Path;
 
-use bulkhead_blk_protocol::{Op, Request, Response, Status, FLAG_FUA, SECTOR};
+use bulkhead_blk_protocol::{Op, Request, Response, Status, FLAG_FUA, REQUEST_LEN, SECTOR};
 
-use crate::engine::{Engine, EngineConfig, Kind, Outcome, SubmitError};
+use crate::engine::{AttachError, DirectIo, Engine, EngineConfig, Kind, Outcome, SubmitError};
 use crate::DiskStats;
 
 /// What [`QueuedDisk::submit`] did with a request.
@@ -77,6 +87,11 @@ pub struct QueuedDisk {
     pending: Vec<Pending>,
     /// Free `pending` indices (capacity = engine depth; never grows).
     free: Vec<u16>,
+    /// Responses the response ring could not take yet (capacity fixed at
+    /// twice the depth; never grows).
+    held: VecDeque<Response>,
+    /// A request popped when no slot was free.
+    stashed: Option<[u8; REQUEST_LEN]>,
     /// Counters (as [`crate::FileDisk`]'s).
     pub stats: DiskStats,
     /// The errno of the last I/O error, for the driver's log.
@@ -103,9 +118,44 @@ impl QueuedDisk {
             engine,
             pending: vec![FREE; depth],
             free,
+            held: VecDeque::with_capacity(2 * depth),
+            stashed: None,
             stats: DiskStats::default(),
             last_io_error: None,
         }
+    }
+
+    /// An engine with no file yet ([`Engine::prepare`]): run it before a
+    /// PD's lockdown, then [`QueuedDisk::attach_fd`].
+    ///
+    /// # Errors
+    /// As [`Engine::prepare`].
+    pub fn prepare(cfg: &EngineConfig) -> io::Result<QueuedDisk> {
+        Ok(QueuedDisk::new(Engine::prepare(cfg)?))
+    }
+
+    /// Serves the image behind `fd` (`len` bytes; buffered I/O, or
+    /// `O_DIRECT` with `offset_align` when the descriptor was opened so),
+    /// which the caller keeps open. No syscall.
+    ///
+    /// # Errors
+    /// [`AttachError::Busy`] while requests are in flight (drain first).
+    pub fn attach_fd(
+        &mut self,
+        fd: RawFd,
+        len: u64,
+        direct_align: Option<u32>,
+    ) -> Result<(), AttachError> {
+        let (direct, status) = match direct_align {
+            Some(offset_align) => (Some(fd), DirectIo::On { offset_align }),
+            None => (None, DirectIo::NotRequested),
+        };
+        if !self.held.is_empty() || self.stashed.is_some() {
+            return Err(AttachError::Busy);
+        }
+        self.engine.attach_fds(fd, direct, status, len)?;
+        self.sectors = len / SECTOR;
+        Ok(())
     }
 
     /// Disk size in sectors.
@@ -303,12 +353,142 @@ impl QueuedDisk {
     /// What `io_uring_enter` said.
     pub fn drain(&mut self) -> io::Result<()> {
         self.engine.drain()?;
+        self.held.clear();
+        self.stashed = None;
         self.pending.fill(FREE);
         self.free.clear();
         let depth = self.pending.len();
         self.free
             .extend((0..depth).rev().filter_map(|i| u16::try_from(i).ok()));
         Ok(())
+    }
+}
+
+/// The lower end of a blk hop as [`QueuedDisk::serve`] sees it: the
+/// request ring, the response ring, the virtualiser's channel and the two
+/// data regions. A corrupt ring is reported as [`HopBroken`] and ends
+/// `serve`.
+pub trait DriverHop {
+    /// The next request's bytes, if any.
+    ///
+    /// # Errors
+    /// The request ring is corrupt.
+    fn pop(&mut self) -> Result<Option<[u8; REQUEST_LEN]>, HopBroken>;
+    /// Arms the request ring's signal: true if it is still empty (the
+    /// driver may sleep until notified), false if a request slipped in.
+    ///
+    /// # Errors
+    /// The request ring is corrupt.
+    fn arm(&mut self) -> Result<bool, HopBroken>;
+    /// Pushes a response: false if the ring is full.
+    ///
+    /// # Errors
+    /// The response ring is corrupt.
+    fn push(&mut self, rsp: &Response) -> Result<bool, HopBroken>;
+    /// Signals the virtualiser that responses were pushed (if it asked).
+    fn notify(&mut self);
+    /// The `_out` region (write payloads) and the `_in` region (read
+    /// payloads), borrowed for one request or one batch of completions.
+    fn regions(&mut self) -> (&[u8], &mut [u8]);
+}
+
+/// Why [`QueuedDisk::serve`] stopped serving.
+#[derive(Debug)]
+pub enum ServeError {
+    /// A ring of the hop is corrupt ([`DriverHop`] said so).
+    Hop(HopBroken),
+    /// `io_uring_enter` failed.
+    Io(io::Error),
+}
+
+/// A [`DriverHop`] ring is corrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HopBroken;
+
+impl From<HopBroken> for ServeError {
+    fn from(e: HopBroken) -> Self {
+        ServeError::Hop(e)
+    }
+}
+
+impl QueuedDisk {
+    /// Pushes held responses in order; returns whether any went out, and
+    /// stops at a full ring.
+    fn push_held(&mut self, hop: &mut impl DriverHop) -> Result<bool, HopBroken> {
+        let mut pushed = false;
+        while let Some(rsp) = self.held.front() {
+            if !hop.push(rsp)? {
+                break;
+            }
+            self.held.pop_front();
+            pushed = true;
+        }
+        Ok(pushed)
+    }
+
+    /// Offers a request; false if there was no room (it is stashed).
+    fn offer(&mut self, bytes: [u8; REQUEST_LEN], hop: &mut impl DriverHop) -> bool {
+        let (out, inn) = hop.regions();
+        let in_len = inn.len();
+        match self.submit_bytes(&bytes, out, in_len) {
+            Submitted::Started => true,
+            Submitted::Done(rsp) => {
+                self.held.push_back(rsp);
+                true
+            }
+            Submitted::Busy => {
+                self.stashed = Some(bytes);
+                false
+            }
+        }
+    }
+
+    /// Serves the hop until nothing is in flight and the request ring is
+    /// empty and armed (then returns: the next notification calls it
+    /// again). While requests are in flight it sleeps in the kernel until
+    /// one completes, answers, picks up new requests and signals the
+    /// virtualiser once per batch — so up to the engine's depth of
+    /// requests are at the disk at once. It also returns, with responses
+    /// held, when the response ring is full (a virtualiser sending more
+    /// than it has room to hear; the next notification resumes).
+    ///
+    /// # Errors
+    /// [`ServeError`]: the driver should stop (a corrupt ring) or restart
+    /// (the ring failed).
+    pub fn serve(&mut self, hop: &mut impl DriverHop) -> Result<(), ServeError> {
+        loop {
+            let mut pushed = self.push_held(hop)?;
+            // Take requests while there is room for them and their answers.
+            if let Some(bytes) = self.stashed.take() {
+                self.offer(bytes, hop);
+            }
+            while self.stashed.is_none() && self.held.len() < self.held.capacity() / 2 {
+                let Some(bytes) = hop.pop()? else { break };
+                self.offer(bytes, hop);
+            }
+            pushed |= self.push_held(hop)?;
+            self.kick().map_err(ServeError::Io)?;
+            if pushed {
+                hop.notify();
+            }
+            if self.in_flight() == 0 {
+                if !self.held.is_empty() {
+                    // The response ring is full and nothing will complete:
+                    // wait for the virtualiser.
+                    return Ok(());
+                }
+                if self.stashed.is_none() && hop.arm()? {
+                    return Ok(());
+                }
+                continue;
+            }
+            self.wait(1).map_err(ServeError::Io)?;
+            let (_, inn) = hop.regions();
+            let QueuedDisk { held, .. } = self;
+            let mut answers = std::mem::take(held);
+            self.complete(inn, |rsp| answers.push_back(rsp));
+            self.held = answers;
+        }
     }
 }
 
@@ -531,5 +711,173 @@ mod tests {
         fb.as_file().read_exact_at(&mut bb, 0).unwrap();
         let diff = ba.iter().zip(&bb).position(|(x, y)| x != y);
         assert_eq!(diff, None, "images differ");
+    }
+
+    /// An in-memory hop: rings as queues (the response ring holds `room`),
+    /// regions as vectors.
+    struct FakeHop {
+        req: VecDeque<[u8; REQUEST_LEN]>,
+        rsp: Vec<Response>,
+        room: usize,
+        notifies: usize,
+        arms: usize,
+        out: Vec<u8>,
+        inn: Vec<u8>,
+    }
+
+    impl FakeHop {
+        fn new(room: usize) -> FakeHop {
+            FakeHop {
+                req: VecDeque::new(),
+                rsp: Vec::new(),
+                room,
+                notifies: 0,
+                arms: 0,
+                out: vec![0; REGION],
+                inn: vec![0; REGION],
+            }
+        }
+    }
+
+    impl DriverHop for FakeHop {
+        fn pop(&mut self) -> Result<Option<[u8; REQUEST_LEN]>, HopBroken> {
+            Ok(self.req.pop_front())
+        }
+        fn arm(&mut self) -> Result<bool, HopBroken> {
+            self.arms += 1;
+            Ok(self.req.is_empty())
+        }
+        fn push(&mut self, rsp: &Response) -> Result<bool, HopBroken> {
+            if self.rsp.len() >= self.room {
+                return Ok(false);
+            }
+            self.rsp.push(*rsp);
+            Ok(true)
+        }
+        fn notify(&mut self) {
+            self.notifies += 1;
+        }
+        fn regions(&mut self) -> (&[u8], &mut [u8]) {
+            (&self.out, &mut self.inn)
+        }
+    }
+
+    fn pattern_image(sectors: u64) -> tempfile::NamedTempFile {
+        let f = image(sectors);
+        let bytes: Vec<u8> = (0..sectors * 512).map(|i| (i / 512) as u8).collect();
+        f.as_file().write_all_at(&bytes, 0).unwrap();
+        f
+    }
+
+    #[test]
+    fn serve_answers_every_request_with_many_in_flight() {
+        let f = pattern_image(256);
+        let mut d = disk(&f, false);
+        let mut hop = FakeHop::new(64);
+        // 20 reads (more than the depth of 8), one malformed request, and
+        // one out of range: every one answered once, reads' bytes right.
+        for i in 0..20u32 {
+            let r = Request::read(i, u64::from(i) * 8, 1, u64::from(i) * 512);
+            hop.req.push_back(r.encode());
+        }
+        hop.req.push_back([0xEE; REQUEST_LEN]);
+        hop.req.push_back(Request::read(77, 256, 1, 0).encode());
+        d.serve(&mut hop).unwrap();
+        assert!(hop.req.is_empty());
+        assert_eq!(d.in_flight(), 0);
+        let mut ids: Vec<u32> = hop.rsp.iter().map(|r| r.id).collect();
+        ids.sort_unstable();
+        let mut want: Vec<u32> = (0..20).chain([77, 0xEEEE_EEEE]).collect();
+        want.sort_unstable();
+        assert_eq!(ids, want);
+        for r in &hop.rsp {
+            let ok = r.id < 20;
+            assert_eq!(r.status == Status::Ok, ok, "{r:?}");
+        }
+        for i in 0..20usize {
+            assert!(
+                hop.inn[i * 512..(i + 1) * 512]
+                    .iter()
+                    .all(|&b| b == (i * 8) as u8),
+                "read {i}"
+            );
+        }
+        // Signalled per batch, not per response; armed before returning.
+        assert!(hop.notifies >= 1 && hop.notifies < 22, "{}", hop.notifies);
+        assert!(hop.arms >= 1);
+    }
+
+    #[test]
+    fn serve_holds_answers_for_a_full_response_ring() {
+        let f = pattern_image(64);
+        let mut d = disk(&f, false);
+        let mut hop = FakeHop::new(3);
+        for i in 0..6u32 {
+            hop.req
+                .push_back(Request::read(i, u64::from(i), 1, 0).encode());
+        }
+        d.serve(&mut hop).unwrap();
+        // Three fit; three wait, in completion order, for room.
+        assert_eq!(hop.rsp.len(), 3);
+        assert_eq!(d.in_flight(), 0);
+        let first: Vec<u32> = hop.rsp.drain(..).map(|r| r.id).collect();
+        d.serve(&mut hop).unwrap();
+        let mut all: Vec<u32> = first
+            .into_iter()
+            .chain(hop.rsp.iter().map(|r| r.id))
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..6).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn serve_writes_then_flush_then_read_back() {
+        let f = image(64);
+        let mut d = disk(&f, false);
+        let mut hop = FakeHop::new(64);
+        hop.out[..4096].fill(0x3C);
+        hop.req.push_back(Request::write(1, 8, 8, 0).encode());
+        d.serve(&mut hop).unwrap();
+        hop.req
+            .push_back(Request::no_data(2, Op::Flush, 0, 0).encode());
+        hop.req.push_back(Request::read(3, 8, 8, 8192).encode());
+        d.serve(&mut hop).unwrap();
+        assert_eq!(hop.rsp.len(), 3);
+        assert!(hop.rsp.iter().all(|r| r.status == Status::Ok));
+        // The flush is a barrier: the read after it completed after it.
+        let pos = |id| hop.rsp.iter().position(|r| r.id == id).unwrap();
+        assert!(pos(2) < pos(3));
+        assert!(hop.inn[8192..12288].iter().all(|&b| b == 0x3C));
+    }
+
+    #[test]
+    fn prepared_then_attached_to_a_descriptor() {
+        let f = pattern_image(64);
+        let mut d = QueuedDisk::prepare(&EngineConfig {
+            depth: 4,
+            max_len: 4096,
+            read_only: false,
+            direct: true,
+        })
+        .unwrap();
+        assert_eq!(d.sectors(), 0);
+        let mut hop = FakeHop::new(8);
+        hop.req.push_back(Request::read(1, 0, 1, 0).encode());
+        d.serve(&mut hop).unwrap();
+        assert_eq!(hop.rsp[0].status, Status::IoErr, "no disk yet");
+        use std::os::unix::io::AsRawFd;
+        d.attach_fd(f.as_file().as_raw_fd(), 64 * 512, None)
+            .unwrap();
+        assert_eq!(d.sectors(), 64);
+        hop.req.push_back(Request::read(2, 5, 1, 0).encode());
+        d.serve(&mut hop).unwrap();
+        assert_eq!(
+            hop.rsp[1],
+            Response {
+                id: 2,
+                status: Status::Ok
+            }
+        );
+        assert!(hop.inn[..512].iter().all(|&b| b == 5));
     }
 }
