@@ -65,12 +65,20 @@ test: setup lint pd-build check-systems proofs separation
 	$(CARGO) test --workspace
 
 # The safety-separation checklist on the host board (tools/separation/README.md):
-# 2 runs x 1000 round trips per timing condition, about 30 s on 2 cores.
+# 2 runs x 1000 round trips per timing condition, then every item again on
+# builds with one protection removed each, where it must FAIL (and which
+# `bulkhead check` must refuse); about 2 min on 2 cores.
 # Reports: build/separation/{junit.xml,report.html}.
+PROTECTION_REMOVED = seccomp ro-maps priorities wakeups stack-guard
+SEP_TARGET = $${CARGO_TARGET_DIR:-target}
 .PHONY: separation
 separation: setup
 	$(CARGO) build -p bulkhead -p bulkhead-separation-pds
-	$${CARGO_TARGET_DIR:-target}/debug/bulkhead test-separation tests/separation/systems/automotive-sep.system --policy tests/separation/systems/policy.toml --out build/separation --samples 2
+	@for v in $(PROTECTION_REMOVED); do \
+	    $(CARGO) build -q -p bulkhead-separation-pds --features protection-removed-$$v --target-dir $(SEP_TARGET)/protection-removed-$$v || exit 1; \
+	done
+	$(SEP_TARGET)/debug/bulkhead test-separation tests/separation/systems/automotive-sep.system --policy tests/separation/systems/policy.toml --out build/separation --samples 2 \
+	    $(foreach v,$(PROTECTION_REMOVED),--protection-removed $(v)=$(SEP_TARGET)/protection-removed-$(v)/debug)
 
 fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -37,6 +37,7 @@ fn opts(system: &str, only: &[&str]) -> SuiteOptions {
         runs: 1,
         search_path: vec![],
         only: only.iter().map(|s| s.to_string()).collect(),
+        removed: vec![],
     }
 }
 

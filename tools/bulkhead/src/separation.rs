@@ -4,8 +4,9 @@
 //!
 //! Prints the table; with `--out DIR` also writes `junit.xml` and
 //! `report.html`. Exit 0 when no item failed (not covered and not enforced
-//! are not failures, and are reported as such), 1 when one did, 2 on usage
-//! errors.
+//! are not failures, and are reported as such) and every
+//! `--protection-removed` build made its items fail and was refused by the
+//! checker; 1 otherwise; 2 on usage errors.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,12 @@ pub struct SeparationArgs {
     /// Run only these items (e.g. `--only M1 --only T1`).
     #[arg(long)]
     pub only: Vec<String>,
+    /// A build of the PD programs with one protection removed, `NAME=DIR`
+    /// (repeatable; NAME: seccomp, ro-maps, priorities, wakeups,
+    /// stack-guard): every item relying on it must FAIL on it, and
+    /// `bulkhead check` must refuse it.
+    #[arg(long = "protection-removed", value_name = "NAME=DIR")]
+    pub removed: Vec<bulkhead_separation::proof::RemovedBuild>,
 }
 
 /// Run `bulkhead test-separation`.
@@ -46,6 +53,7 @@ pub fn run(args: &SeparationArgs) -> ExitCode {
         runs: args.samples,
         search_path: args.search_path.clone(),
         only: args.only.clone(),
+        removed: args.removed.clone(),
     };
     let res = match run_suite(&opts) {
         Ok(r) => r,

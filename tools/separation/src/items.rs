@@ -25,6 +25,7 @@ pub fn registry() -> Vec<Item> {
             measures: "monitor fault/stop report per attack (PD, kind, address); cluster_ram checksum; cluster_vmm tick gaps and round trips",
             criterion: "every attack ends in a fault or seccomp stop of infotainment_vmm naming it (faults at the attacked address); no attack reports success; checksum unchanged; ≤ 2 % of ticks more than 2 ms after the previous one (p99 tick gap ≤ 2 ms); every safety round trip answered",
             test: Ok(m1),
+            removed_by: &["seccomp", "ro-maps"],
         },
         Item {
             id: "M2",
@@ -33,6 +34,7 @@ pub fn registry() -> Vec<Item> {
             measures: "backend rejections; device accesses outside the window",
             criterion: "all rejected; no device access outside the guest window",
             test: Err("needs a DMA-capable device class (virtio-blk/-net backend with a host driver) wired on the host board; storage is being wired (components/virt-blk, vmm/devices/src/blk) — register its scenario here"),
+            removed_by: &[],
         },
         Item {
             id: "M3",
@@ -41,14 +43,16 @@ pub fn registry() -> Vec<Item> {
             measures: "torn state reaching S",
             criterion: "backend copies then validates; nothing torn reaches S",
             test: Err("needs a virtio backend (virt-blk / virt-can) and a trapping test guest on the host board; in progress (vmm/host, tests/guests)"),
+            removed_by: &[],
         },
         Item {
             id: "M4",
             annex_d: D_MEM,
-            attacks: "infotainment_vmm overflows its stack (unbounded recursion, 4 KiB frames)",
+            attacks: "infotainment_vmm overflows its stack (recursion of 4 KiB frames to 32 MiB below its start, 4 × the default 8 MiB stack limit)",
             measures: "the monitor's fault report; which PDs are affected; cluster_vmm's period and round trips",
-            criterion: "a fault of infotainment_vmm only (never a silent write below the stack); no monitor line about any other PD; safety checks as M1",
+            criterion: "a fault of infotainment_vmm only (never a silent write below the stack: the recursion must not return); no monitor line about any other PD; safety checks as M1; not enforced when the host's stack limit exceeds 32 MiB (legal growth could then reach that deep)",
             test: Ok(m4),
+            removed_by: &["stack-guard"],
         },
         Item {
             id: "T1",
@@ -57,6 +61,7 @@ pub fn registry() -> Vec<Item> {
             measures: "cluster_vmm -> can_virt -> cluster_vmm round-trip time on a 1 ms period, baseline (idle infotainment) and attacked, in the same suite run",
             criterion: "attacked p99 ≤ 1.5 × baseline p99 + 50 µs; ≤ 2 % of ticks more than 2 ms after the previous one (p99 tick gap ≤ 2 ms); no lost round trip; samples = runs × 1000 per condition (--samples sets runs)",
             test: Ok(t1),
+            removed_by: &["priorities"],
         },
         Item {
             id: "T2",
@@ -65,14 +70,16 @@ pub fn registry() -> Vec<Item> {
             measures: "S's latency; which guest loses data",
             criterion: "only the attacker loses data; S's latency as T1",
             test: Err("needs a device class with RX/TX buffers (CAN via drivers/host-can-bus + components/virt-can, or Ethernet) wired into the host system; CAN is being wired — register its scenario here"),
+            removed_by: &[],
         },
         Item {
             id: "T3",
             annex_d: D_TIME,
             attacks: "infotainment_vmm crashes; infotainment_vmm hangs (busy-loop); can_virt (S's callee on its path) crashes after 300 requests",
             measures: "whether cluster_vmm keeps ticking and finishes; when it notices the dead partner",
-            criterion: "cluster_vmm finishes every run (nothing waits forever); with a dead can_virt it detects the outage on the next tick (lost > 0, period kept) and the monitor names can_virt's fault; PPC callers of restartable callees are refused statically by `bulkhead prove` (rule F004), since a Microkit PPC caller of a dead callee blocks for ever",
+            criterion: "cluster_vmm finishes every run (nothing waits forever); with a dead can_virt it detects the outage on the next tick (lost > 0, period kept) and the monitor names can_virt's fault; PPC callers of restartable callees are refused statically by `bulkhead prove` (rule F004), since a Microkit PPC caller of a dead callee blocks for ever.",
             test: Ok(t3),
+            removed_by: &["priorities"],
         },
         Item {
             id: "T4",
@@ -81,6 +88,7 @@ pub fn registry() -> Vec<Item> {
             measures: "sequence numbers on every safety round trip",
             criterion: "0 lost wake-ups and 0 mismatched sequence numbers in runs × 1000 round trips",
             test: Ok(t4),
+            removed_by: &["wakeups"],
         },
         Item {
             id: "C1",
@@ -89,6 +97,7 @@ pub fn registry() -> Vec<Item> {
             measures: "drops and counters at the virtualiser; bus/disk traffic",
             criterion: "dropped and counted; nothing reaches the bus/disk",
             test: Err("needs CAN (drivers/host-can-bus + components/virt-can) and storage wired into the host system; being written — register the scenarios from tests/can here"),
+            removed_by: &[],
         },
         Item {
             id: "C2",
@@ -97,6 +106,7 @@ pub fn registry() -> Vec<Item> {
             measures: "S's frame/IO latency",
             criterion: "S's frames/IO meet their bound",
             test: Err("needs CAN/Ethernet/storage device classes on the host board (CAN and storage in progress; Ethernet not started)"),
+            removed_by: &[],
         },
         Item {
             id: "C3",
@@ -105,6 +115,7 @@ pub fn registry() -> Vec<Item> {
             measures: "S's recovery time; whether I is stopped",
             criterion: "S recovers within the bound; I is stopped",
             test: Err("needs the CAN bus in simulated bit time (drivers/host-can-bus) wired into the host system; tests/can has the scenario — register it here"),
+            removed_by: &[],
         },
         Item {
             id: "C4",
@@ -113,6 +124,7 @@ pub fn registry() -> Vec<Item> {
             measures: "sequences each subscriber sees",
             criterion: "same sequence or counted gaps",
             test: Err("needs CAN or Ethernet RX fan-out wired into the host system (in progress)"),
+            removed_by: &[],
         },
         Item {
             id: "C5",
@@ -121,6 +133,7 @@ pub fn registry() -> Vec<Item> {
             measures: "whether anything acts on guest-writable memory",
             criterion: "nothing acts on memory a guest can still write",
             test: Err("needs a virtio backend with a trapping test guest on the host board (vmm/host, tests/guests; in progress)"),
+            removed_by: &[],
         },
     ]
 }
@@ -180,7 +193,7 @@ fn m1(ctx: &mut Ctx) -> Outcome {
                 untrusted: prog,
                 partner: None,
             },
-            std::time::Duration::from_secs(15),
+            ctx.run_timeout,
         ) {
             Ok(r) => r,
             Err(e) => return run_error(e),
@@ -221,6 +234,9 @@ fn m1(ctx: &mut Ctx) -> Outcome {
 
 /// M4: stack overflow in the untrusted PD.
 fn m4(ctx: &mut Ctx) -> Outcome {
+    if let Some(why) = stack_limit_too_large() {
+        return Outcome::new(Status::NotEnforced(why));
+    }
     let base = match ctx.baseline() {
         Ok(b) => b,
         Err(e) => return run_error(e),
@@ -230,7 +246,7 @@ fn m4(ctx: &mut Ctx) -> Outcome {
             untrusted: "sep_overflow",
             partner: None,
         },
-        std::time::Duration::from_secs(15),
+        ctx.run_timeout,
     ) {
         Ok(r) => r,
         Err(e) => return run_error(e),
@@ -260,6 +276,29 @@ fn m4(ctx: &mut Ctx) -> Outcome {
     ev.push("infotainment_vmm has no fault-handling parent in this system, so the monitor stops it (Microkit semantics); restart by a parent is exercised in tests/host-board (restarter/crashloop)".into());
     fail_or_pass(errs, ev, Vec::new())
 }
+
+/// Why an overflow of [`OVERFLOW_BYTES`] cannot be told from legal stack
+/// growth here, if so: the PDs inherit this process's stack limit.
+fn stack_limit_too_large() -> Option<String> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid out-pointer for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut lim) } != 0 {
+        return Some("cannot read the stack limit (getrlimit failed)".into());
+    }
+    (lim.rlim_cur == libc::RLIM_INFINITY || lim.rlim_cur > OVERFLOW_BYTES).then(|| {
+        format!(
+            "the stack limit ({}) lets a PD's stack grow beyond the attack's {} MiB, so an overflow cannot be told from legal growth; run with `ulimit -s 8192`",
+            if lim.rlim_cur == libc::RLIM_INFINITY { "unlimited".to_string() } else { format!("{} KiB", lim.rlim_cur >> 10) },
+            OVERFLOW_BYTES >> 20
+        )
+    })
+}
+
+/// How deep `sep_overflow` recurses below its start (tests/separation).
+const OVERFLOW_BYTES: u64 = 32 << 20;
 
 /// Why this host cannot hold the 1 ms period even without attack, if so
 /// (a shared or virtualised CPU: preemption the PDs cannot prevent).
@@ -393,7 +432,7 @@ fn t3(ctx: &mut Ctx) -> Outcome {
                 untrusted: prog,
                 partner: None,
             },
-            std::time::Duration::from_secs(15),
+            ctx.run_timeout,
         ) {
             Ok(r) => r,
             Err(e) => return run_error(e),
@@ -414,7 +453,7 @@ fn t3(ctx: &mut Ctx) -> Outcome {
             untrusted: "sep_idle",
             partner: Some("sep_can_virt_crash"),
         },
-        std::time::Duration::from_secs(15),
+        ctx.run_timeout,
     ) {
         Ok(r) => r,
         Err(e) => return run_error(e),

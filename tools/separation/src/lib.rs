@@ -12,9 +12,17 @@
 //!
 //! Nothing passes by default: an item is [`Status::Passed`] only when its
 //! test function ran and every check held.
+//!
+//! Proof that the tests can fail ([`proof`]): given builds of the PD
+//! programs with one host-board protection removed each (the runtime's
+//! test-only `protection-removed-*` features), the suite runs every item
+//! that relies on that protection against the build and requires it to FAIL,
+//! and requires `bulkhead check --require-images` to refuse the build's
+//! images (E078).
 
 pub mod config;
 pub mod items;
+pub mod proof;
 pub mod report;
 pub mod scenario;
 pub mod stats;
@@ -105,6 +113,9 @@ pub struct Item {
     pub criterion: &'static str,
     /// The test, or why there is none yet (device class not built).
     pub test: Result<TestFn, &'static str>,
+    /// The protection-removed builds ([`proof::VARIANTS`]) this item must
+    /// FAIL on; empty when none exists (the registry says why in `criterion`).
+    pub removed_by: &'static [&'static str],
 }
 
 /// An item with its outcome.
@@ -129,6 +140,8 @@ pub struct SuiteOptions {
     pub search_path: Vec<PathBuf>,
     /// Only these items (all when empty).
     pub only: Vec<String>,
+    /// Protection-removed builds to prove the items can fail on.
+    pub removed: Vec<proof::RemovedBuild>,
 }
 
 /// The whole result of a suite run.
@@ -138,14 +151,18 @@ pub struct SuiteResult {
     pub config: config::Configuration,
     /// Per item, in checklist order.
     pub items: Vec<ItemResult>,
+    /// Per protection-removed build: the items run on it and the checker's verdict.
+    pub proofs: Vec<proof::Proof>,
 }
 
 impl SuiteResult {
-    /// Whether any item failed.
+    /// Whether any item failed, or a protection-removed build did not make
+    /// its items fail or was not refused by `bulkhead check`.
     pub fn any_failed(&self) -> bool {
         self.items
             .iter()
             .any(|r| matches!(r.outcome.status, Status::Failed(_)))
+            || self.proofs.iter().any(|p| !p.holds())
     }
 }
 
@@ -180,8 +197,16 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteResult, SuiteError> {
         };
         items.push(ItemResult { item, outcome });
     }
+    let mut proofs = Vec::new();
+    for build in &opts.removed {
+        proofs.push(proof::run(opts, build, &items)?);
+    }
     let config = config::Configuration::gather(&ctx, opts.policy.as_deref());
-    Ok(SuiteResult { config, items })
+    Ok(SuiteResult {
+        config,
+        items,
+        proofs,
+    })
 }
 
 /// Writes `junit.xml` and `report.html` into `dir` (created).

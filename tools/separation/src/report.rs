@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use crate::proof::Shown;
 use crate::stats::percentile;
 use crate::{Distribution, Status, SuiteResult};
 
@@ -67,7 +68,60 @@ pub fn table(res: &SuiteResult) -> String {
             r.outcome.status.reason()
         );
     }
+    for l in proof_lines(res) {
+        let _ = writeln!(o, "{l}");
+    }
     o
+}
+
+/// One line per protection-removed build and per item run on it.
+fn proof_lines(res: &SuiteResult) -> Vec<String> {
+    let mut v = Vec::new();
+    if res.proofs.is_empty() {
+        return v;
+    }
+    v.push(String::new());
+    v.push("proof that the tests can fail (builds with one protection removed):".into());
+    for p in &res.proofs {
+        v.push(format!(
+            "without {} ({}; {}):",
+            p.build.name,
+            p.removes,
+            p.build.dir.display()
+        ));
+        v.push(match &p.check {
+            Ok(e) => format!("  check: {e}"),
+            Err(e) => format!("  check: NOT REFUSED: {e}"),
+        });
+        for (id, _, shown) in &p.items {
+            v.push(match shown {
+                Shown::Failing(why) => format!("  {id}: FAILED as it must: {why}"),
+                Shown::NotFailing(why) => format!("  {id}: DID NOT FAIL: {why}"),
+                Shown::NotApplicable(why) => format!("  {id}: not shown: {why}"),
+            });
+        }
+    }
+    let shown: Vec<&str> = res
+        .proofs
+        .iter()
+        .flat_map(|p| p.items.iter())
+        .filter(|(_, _, s)| matches!(s, Shown::Failing(_)))
+        .map(|(id, _, _)| *id)
+        .collect();
+    for r in &res.items {
+        if matches!(r.outcome.status, Status::Passed) && !shown.contains(&r.item.id) {
+            v.push(format!(
+                "  {}: passed but not shown failing on any build here{}",
+                r.item.id,
+                if r.item.removed_by.is_empty() {
+                    " (it has no protection-removed build; see its criterion)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    v
 }
 
 /// JUnit XML.
@@ -87,11 +141,31 @@ pub fn junit(res: &SuiteResult) -> String {
             )
         })
         .count();
+    let proof_cases = res.proofs.iter().map(|p| 1 + p.items.len()).sum::<usize>();
+    let failures = failures
+        + res
+            .proofs
+            .iter()
+            .map(|p| {
+                usize::from(p.check.is_err())
+                    + p.items
+                        .iter()
+                        .filter(|(_, _, s)| matches!(s, Shown::NotFailing(_)))
+                        .count()
+            })
+            .sum::<usize>();
+    let skipped = skipped
+        + res
+            .proofs
+            .iter()
+            .flat_map(|p| p.items.iter())
+            .filter(|(_, _, s)| matches!(s, Shown::NotApplicable(_)))
+            .count();
     let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         o,
         "<testsuites><testsuite name=\"bulkhead-separation\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" errors=\"0\">",
-        res.items.len()
+        res.items.len() + proof_cases
     );
     o.push_str("<properties>\n");
     for (i, l) in config_lines(res).iter().enumerate() {
@@ -128,6 +202,36 @@ pub fn junit(res: &SuiteResult) -> String {
             out.push('\n');
         }
         let _ = writeln!(o, "<system-out>{}</system-out></testcase>", esc(&out));
+    }
+    for p in &res.proofs {
+        let _ = write!(
+            o,
+            "<testcase classname=\"separation.protection_removed\" name=\"bulkhead check refuses the build without {}\">",
+            esc(&p.build.name)
+        );
+        if let Err(e) = &p.check {
+            let _ = write!(o, "<failure message=\"{0}\">{0}</failure>", esc(e));
+        }
+        o.push_str("</testcase>\n");
+        for (id, _, shown) in &p.items {
+            let _ = write!(
+                o,
+                "<testcase classname=\"separation.protection_removed\" name=\"{id} fails without {}\">",
+                esc(&p.build.name)
+            );
+            match shown {
+                Shown::Failing(why) => {
+                    let _ = write!(o, "<system-out>{}</system-out>", esc(why));
+                }
+                Shown::NotFailing(why) => {
+                    let _ = write!(o, "<failure message=\"{0}\">{0}</failure>", esc(why));
+                }
+                Shown::NotApplicable(why) => {
+                    let _ = write!(o, "<skipped message=\"{}\"/>", esc(why));
+                }
+            }
+            o.push_str("</testcase>\n");
+        }
     }
     o.push_str("</testsuite></testsuites>\n");
     o
@@ -269,6 +373,35 @@ code,pre{font-family:ui-monospace,monospace;font-size:.9em}pre{white-space:pre-w
         o.push_str("</td></tr>");
     }
     o.push_str("</table>");
+    let proof = proof_lines(res);
+    if !proof.is_empty() {
+        o.push_str("<h2>Proof that the tests can fail</h2><p>Each build below has one host-board protection removed (the runtime's test-only <code>protection-removed-*</code> features); every item relying on it must FAIL there, and <code>bulkhead check</code> must refuse the build.</p><pre>");
+        for l in proof.iter().skip(2) {
+            o.push_str(&esc(l));
+            o.push('\n');
+        }
+        o.push_str("</pre>");
+        for p in &res.proofs {
+            o.push_str("<details><summary>");
+            o.push_str(&esc(&format!(
+                "programs of the build without {}",
+                p.build.name
+            )));
+            o.push_str("</summary><pre>");
+            for (n, path, h) in &p.programs {
+                let _ = writeln!(
+                    o,
+                    "{}",
+                    esc(&format!(
+                        "{n}: {} sha256 {}",
+                        path.display(),
+                        h.as_deref().unwrap_or_else(|e| e)
+                    ))
+                );
+            }
+            o.push_str("</pre></details>");
+        }
+    }
     for r in &res.items {
         if r.outcome.distributions.is_empty() {
             continue;
@@ -302,6 +435,7 @@ mod tests {
                     measures: "m",
                     criterion: "c",
                     test: Err("x"),
+                    removed_by: &[],
                 },
                 outcome: Outcome {
                     status,
@@ -312,7 +446,45 @@ mod tests {
                     }],
                 },
             }],
+            proofs: vec![],
         }
+    }
+
+    fn with_proof(shown: Shown, check: Result<String, String>) -> SuiteResult {
+        let mut r = result(Status::Passed);
+        r.proofs.push(crate::proof::Proof {
+            build: crate::proof::RemovedBuild {
+                name: "priorities".into(),
+                dir: "/d".into(),
+            },
+            removes: "priorities",
+            check,
+            items: vec![("T1", Outcome::new(Status::Passed), shown)],
+            programs: vec![],
+        });
+        r
+    }
+
+    #[test]
+    fn a_test_that_does_not_fail_without_its_protection_fails_the_suite() {
+        let ok = with_proof(Shown::Failing("late".into()), Ok("E078".into()));
+        assert!(!ok.any_failed());
+        let j = junit(&ok);
+        assert!(
+            j.contains("name=\"T1 fails without priorities\"") && j.contains("failures=\"0\""),
+            "{j}"
+        );
+        assert!(table(&ok).contains("T1: FAILED as it must: late"));
+
+        let blind = with_proof(Shown::NotFailing("T1 passed".into()), Ok("E078".into()));
+        assert!(blind.any_failed());
+        assert!(junit(&blind).contains("failures=\"1\""));
+        assert!(table(&blind).contains("T1: DID NOT FAIL"));
+        assert!(html(&blind).contains("Proof that the tests can fail"));
+
+        let unrefused = with_proof(Shown::Failing("late".into()), Err("0 of 3".into()));
+        assert!(unrefused.any_failed());
+        assert!(table(&unrefused).contains("check: NOT REFUSED"));
     }
 
     #[test]

@@ -44,7 +44,13 @@ pub struct Ctx {
     pub programs_used: std::collections::BTreeMap<String, PathBuf>,
     /// The unattacked runs, measured once per suite run.
     pub baseline: Option<Baseline>,
+    /// How long one run may take before it is stopped (a run of the safety
+    /// path takes about 1.1 s plus start-up; [`RUN_TIMEOUT`] by default).
+    pub run_timeout: Duration,
 }
+
+/// The default [`Ctx::run_timeout`]: generous for a loaded host.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The safety path without attack, in this suite run: the reference the
 /// timing criteria compare against (host noise shows here too).
@@ -197,6 +203,7 @@ impl Ctx {
             fifo_refused: None,
             programs_used: Default::default(),
             baseline: None,
+            run_timeout: RUN_TIMEOUT,
         })
     }
 
@@ -300,7 +307,7 @@ impl Ctx {
     /// Runs `v` [`Ctx::runs`] times and pools the results.
     pub fn run_pooled(&mut self, v: Variant<'_>) -> Result<Vec<RunResult>, String> {
         (0..self.runs)
-            .map(|_| self.run(v, Duration::from_secs(15)))
+            .map(|_| self.run(v, self.run_timeout))
             .collect()
     }
 }
@@ -346,6 +353,13 @@ pub fn safety_checks(r: &RunResult, base: &Baseline, strict_path: bool) -> Vec<S
         errs.push(format!(
             "safety path: {} of {} round trips overran the period (baseline worst {})",
             s.overrun, s.ticks, base.max_overrun
+        ));
+    }
+    if strict_path && s.ticks.saturating_sub(s.answered) > base.allowance(base.max_overrun, s.ticks)
+    {
+        errs.push(format!(
+            "safety path: only {} of {} round trips answered within their period (baseline worst {} unanswered)",
+            s.answered, s.ticks, base.max_overrun
         ));
     }
     if strict_path && (s.lost > 0 || s.mismatched > 0) {

@@ -326,6 +326,103 @@ fn epoll_add(epfd: i32, fd: i32, token: u64) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// PROTECTION-REMOVED variant `ro-maps` only: a read-write descriptor of
+/// the object behind the read-only descriptor `fd` (re-opened through
+/// `/proc/self/fd`), which replaces `fd`.
+fn reopen_rw(fd: i32) -> Result<i32, &'static str> {
+    let mut path = [0u8; 32];
+    let mut w = Cursor {
+        buf: &mut path,
+        len: 0,
+    };
+    use core::fmt::Write as _;
+    write!(w, "/proc/self/fd/{fd}\0").map_err(|_| "fd path")?;
+    // SAFETY: path is NUL-terminated (written above, fits in 32 bytes).
+    let rw = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if rw < 0 {
+        return Err("re-opening a read-only region read-write failed");
+    }
+    // SAFETY: closing the read-only descriptor we own; `rw` replaces it.
+    unsafe { libc::close(fd) };
+    Ok(rw)
+}
+
+/// A `core::fmt::Write` into a fixed buffer.
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl core::fmt::Write for Cursor<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(core::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// PROTECTION-REMOVED variant `stack-guard` only: maps 64 MiB of writable
+/// memory directly below the stack, so nothing separates an overflowing
+/// stack from a neighbouring mapping (what `bulkhead prove`'s
+/// stack-bottom rule forbids on seL4).
+fn map_below_stack() {
+    const NEIGHBOUR: usize = 64 << 20;
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let Some(start) = maps
+        .lines()
+        .find(|l| l.ends_with("[stack]"))
+        .and_then(|l| l.split('-').next())
+        .and_then(|a| usize::from_str_radix(a, 16).ok())
+    else {
+        return;
+    };
+    let Some(at) = start.checked_sub(NEIGHBOUR) else {
+        return;
+    };
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; an
+    // anonymous mapping affects no memory Rust knows about.
+    let got = unsafe {
+        libc::mmap(
+            at as *mut libc::c_void,
+            NEIGHBOUR,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if got as usize != at {
+        crate::__print_line(format_args!(
+            "protection-removed stack-guard: cannot map below the stack (host error {})",
+            errno()
+        ));
+    }
+}
+
+/// PROTECTION-REMOVED variant `wakeups` only: consumes every signal that
+/// arrived while the handler ran, without delivering it (clearing the
+/// badge after handling instead of before).
+fn drop_pending(st: &State) {
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+    // SAFETY: events is a valid array of 64 entries; timeout 0 never blocks.
+    let n = unsafe { libc::epoll_wait(st.epfd, events.as_mut_ptr(), 64, 0) };
+    for ev in events.iter().take(usize::try_from(n).unwrap_or(0)) {
+        if ev.u64 >> 8 == TOK_NOTIFY {
+            let id = usize::try_from(ev.u64 & 0xff).unwrap_or(0) % usize::from(MAX_CHANNELS);
+            let mut v = 0u64;
+            // SAFETY: reads 8 bytes into a local u64 (eventfd protocol); the
+            // descriptor is ready, so the read does not block.
+            unsafe { libc::read(st.chans[id].notify_in, core::ptr::addr_of_mut!(v).cast(), 8) };
+        }
+    }
+}
+
 /// Maps the regions and builds the tables. Runs before lockdown.
 fn set_up(st: &mut State, fds: &[i32]) -> Result<(), &'static str> {
     let boot = Boot::parse(&st.buf[..st.len]).map_err(|_| "malformed boot message")?;
@@ -344,6 +441,13 @@ fn set_up(st: &mut State, fds: &[i32]) -> Result<(), &'static str> {
         }
         let size = usize::try_from(r.size).map_err(|_| "region too large")?;
         let vaddr = usize::try_from(r.vaddr).map_err(|_| "vaddr too large")?;
+        // PROTECTION-REMOVED (test-only feature, crate::protection_removed):
+        // the variant that maps a read-only region writable.
+        let (fd, prot) = if crate::protection_removed::RO_MAPS_REMOVED && !p.write {
+            (reopen_rw(fd)?, prot | libc::PROT_WRITE)
+        } else {
+            (fd, prot)
+        };
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so
         // no memory Rust knows about can be affected; the result is checked.
         let got = unsafe {
@@ -476,9 +580,18 @@ pub(crate) fn start<H: Handler>() -> i32 {
     if let Err(e) = send_control(ready) {
         refuse("handshake", e);
     }
-    // PROTECTION-REMOVED (test-only feature, crate::protection_removed):
-    // the variant without the seccomp allow-list.
+    // PROTECTION-REMOVED (test-only features, crate::protection_removed):
+    // the variants with every PD at one real-time priority, with a mapping
+    // below the stack, and without the seccomp allow-list.
     crate::protection_removed::keep_marker();
+    if crate::protection_removed::PRIORITIES_REMOVED {
+        let p = libc::sched_param { sched_priority: 1 };
+        // SAFETY: p is a valid sched_param; pid 0 is this process.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) };
+    }
+    if crate::protection_removed::STACK_GUARD_REMOVED {
+        map_below_stack();
+    }
     if !crate::protection_removed::SECCOMP_REMOVED {
         if let Err(e) = seccomp::install() {
             refuse("seccomp", e);
@@ -572,6 +685,9 @@ fn event_loop<H: Handler>(h: &mut H) -> ! {
         }
         if !set.is_empty() {
             h.notified(set);
+            if crate::protection_removed::WAKEUPS_REMOVED {
+                drop_pending(st);
+            }
         }
     }
 }
