@@ -15,9 +15,11 @@
 #
 # Per-system sidecar files (optional), beside SYSTEM with its `.system`
 # replaced: `<name>.pd-packages` (one line: the cargo packages to build when
-# PD_PACKAGES is not set) and `<name>.qemu-args` (one line: extra QEMU
+# PD_PACKAGES is not set), `<name>.qemu-args` (one line: extra QEMU
 # arguments, e.g. the devices a test system drives; QEMU_EXTRA_ARGS from
-# the environment come after them).
+# the environment come after them) and `<name>.pd-aliases` (one line of
+# `image=bin` pairs: the system's `<program_image path="image.elf">` is the
+# PD binary `bin`, e.g. `can_driver=flexcan_driver` on the i.MX8M Plus).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -137,6 +139,16 @@ image() {
         elfs+=("$out/$(basename "$f").elf")
     done
     [ "${#elfs[@]}" -gt 0 ] || die "no PD ELFs were built"
+    if [ -f "${SYSTEM%.system}.pd-aliases" ]; then
+        local aliases=() a
+        read -r -a aliases <"${SYSTEM%.system}.pd-aliases"
+        for a in "${aliases[@]}"; do
+            [[ "$a" == *=* ]] || die "${SYSTEM%.system}.pd-aliases: '$a' is not image=bin"
+            [ -f "$out/${a#*=}.elf" ] || die "${SYSTEM%.system}.pd-aliases: no PD binary ${a#*=} was built"
+            cp "$out/${a#*=}.elf" "$out/${a%%=*}.elf"
+            say "$SYSTEM: ${a%%=*}.elf is ${a#*=}"
+        done
+    fi
     # Bare-metal guests (not PDs, so not ELF-checked as PDs) named by the
     # `<name>.guest-packages` sidecar: each binary becomes $out/<bin>.elf,
     # the name a `prefill_path` refers to.

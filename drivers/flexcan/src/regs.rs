@@ -80,7 +80,8 @@ pub const CTRL1_BOFF_REC: u32 = 1 << 6;
 /// Lowest buffer transmitted first (1) / lowest id first (0).
 pub const CTRL1_LBUF: u32 = 1 << 4;
 
-/// Bus-off-done interrupt mask.
+/// Bus-off-done interrupt mask (bit 30; checked against NXP's FlexCAN
+/// register headers, `CAN_CTRL2_BOFFDONEMSK_SHIFT` = 30, mask 0x4000_0000).
 pub const CTRL2_BOFFDONEMSK: u32 = 1 << 30;
 /// Error counters writable in freeze mode.
 pub const CTRL2_ECRWRE: u32 = 1 << 29;
@@ -92,7 +93,8 @@ pub const CTRL2_ISOCANFDEN: u32 = 1 << 12;
 /// Fault-confinement state field position (2 bits: 00 active, 01 passive,
 /// 1x bus-off).
 pub const ESR1_FLTCONF_SHIFT: u32 = 4;
-/// Bus-off-done interrupt.
+/// Bus-off-done interrupt (bit 19; NXP's `CAN_ESR1_BOFFDONEINT_SHIFT` = 19,
+/// mask 0x8_0000: set when a bus-off recovery has completed).
 pub const ESR1_BOFFDONEINT: u32 = 1 << 19;
 /// TX warning interrupt.
 pub const ESR1_TWRNINT: u32 = 1 << 17;

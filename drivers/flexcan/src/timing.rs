@@ -60,8 +60,12 @@ const NOMINAL: Limits = Limits {
     sample_permille: 800,
 };
 
-// FDCBT field widths: FPRESDIV 10 bits, FPROPSEG 5 bits stored as is (0..31),
-// FPSEG1 3 bits, FPSEG2 3 bits, FRJW 3 bits, stored as value − 1.
+// FDCBT field widths: FPRESDIV 10 bits (29..20), FPROPSEG 5 bits (14..10)
+// stored as is (0..31), FPSEG1 3 bits (7..5), FPSEG2 3 bits (2..0), FRJW 3
+// bits (18..16), stored as value − 1. Checked against NXP's FlexCAN
+// register headers (`CAN_FDCBT_FPROPSEG_MASK` 0x7C00, shift 10; their bit-
+// timing code bounds FPROPSEG by the field maximum itself, FPSEG1/FPSEG2/
+// FRJW by maximum + 1, i.e. only FPROPSEG is not stored minus one).
 const DATA: Limits = Limits {
     min_prop: 0,
     max_prop: 31,
