@@ -1,0 +1,140 @@
+//! The driver's script: the bus and the other ECUs on it, from the host
+//! resource `can_script` (a text file bound to `can_driver` in the
+//! `.host.toml`, e.g. `[[disk]] name = "can_script" read_only = true`).
+//! Without one: 500 kbit/s classic, 3 TX buffers, no other ECU.
+//!
+//! ```text
+//! # comment
+//! bitrate 500000                     classic bus at this rate
+//! fd 500000 2000000                  or an FD bus: nominal and data rate
+//! slots 3                            TX buffers announced (1..=8)
+//! trace bus                          one line per frame on the bus
+//! trace tx                           one line per frame this node sent
+//! periodic NAME ID PERIOD_US OFFSET_US DATA   an ECU sending ID periodically
+//! flood NAME ID DEPTH DATA           an ECU keeping DEPTH copies pending
+//! ```
+//!
+//! IDs are hex (`0x123`); above 0x7FF they are 29-bit. DATA is hex bytes
+//! (`0102ff`) or `-` for none (8 bytes at most).
+
+use drv_host_can_bus::bulkhead_can_frame::{CanId, Frame};
+use drv_host_can_bus::{BusConfig, Traffic};
+
+/// One scripted ECU.
+pub struct Ecu {
+    /// Its name in traces.
+    pub name: String,
+    /// What it sends.
+    pub traffic: Traffic,
+}
+
+/// The parsed script.
+pub struct Script {
+    /// The bus.
+    pub bus: BusConfig,
+    /// TX buffers to announce.
+    pub slots: u32,
+    /// Print every frame on the bus.
+    pub trace_bus: bool,
+    /// Print every frame this node sent.
+    pub trace_tx: bool,
+    /// The other ECUs.
+    pub ecus: Vec<Ecu>,
+}
+
+fn num(s: &str) -> Result<u64, String> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    }
+    .map_err(|_| format!("not a number: {s:?}"))
+}
+
+fn frame(id: &str, data: &str) -> Result<Frame, String> {
+    let id = u32::try_from(num(id)?).map_err(|_| format!("id {id} too large"))?;
+    let id = if id > 0x7ff {
+        CanId::extended(id)
+    } else {
+        CanId::standard(u16::try_from(id).unwrap_or(0))
+    }
+    .map_err(|e| format!("{e}"))?;
+    let mut bytes = Vec::new();
+    if data != "-" {
+        if data.len() % 2 != 0 || data.len() > 16 {
+            return Err(format!("data {data:?}: up to 8 bytes of hex"));
+        }
+        for i in (0..data.len()).step_by(2) {
+            let b = data.get(i..i + 2).ok_or("bad data")?;
+            bytes.push(u8::from_str_radix(b, 16).map_err(|_| format!("bad hex {b:?}"))?);
+        }
+    }
+    Frame::classic(id, &bytes).map_err(|e| format!("{e}"))
+}
+
+/// Parses `text`; an error names the line.
+pub fn parse(text: &str) -> Result<Script, String> {
+    let mut s = Script {
+        bus: BusConfig::classic(500_000).map_err(|e| format!("{e}"))?,
+        slots: 3,
+        trace_bus: false,
+        trace_tx: false,
+        ecus: Vec::new(),
+    };
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let err = |m: String| format!("can_script line {}: {m}", n + 1);
+        let r: Result<(), String> = (|| {
+            match w.as_slice() {
+                [] => {}
+                ["bitrate", r] => {
+                    let r = u32::try_from(num(r)?).map_err(|_| "rate too large")?;
+                    s.bus = BusConfig::classic(r).map_err(|e| format!("{e}"))?;
+                }
+                ["fd", a, d] => {
+                    let a = u32::try_from(num(a)?).map_err(|_| "rate too large")?;
+                    let d = u32::try_from(num(d)?).map_err(|_| "rate too large")?;
+                    s.bus = BusConfig::fd(a, d).map_err(|e| format!("{e}"))?;
+                }
+                ["slots", k] => {
+                    s.slots = u32::try_from(num(k)?).map_err(|_| "too many")?;
+                    if !(1..=8).contains(&s.slots) {
+                        return Err("slots must be 1..=8".into());
+                    }
+                }
+                ["trace", "bus"] => s.trace_bus = true,
+                ["trace", "tx"] => s.trace_tx = true,
+                ["periodic", name, id, period, offset, data] => {
+                    let period_ns = num(period)?.saturating_mul(1000);
+                    if period_ns == 0 {
+                        return Err("period must be non-zero".into());
+                    }
+                    s.ecus.push(Ecu {
+                        name: (*name).to_string(),
+                        traffic: Traffic::Periodic {
+                            frame: frame(id, data)?,
+                            period_ns,
+                            offset_ns: num(offset)?.saturating_mul(1000),
+                            counter_byte: None,
+                        },
+                    });
+                }
+                ["flood", name, id, depth, data] => {
+                    let depth = usize::try_from(num(depth)?).map_err(|_| "depth too large")?;
+                    s.ecus.push(Ecu {
+                        name: (*name).to_string(),
+                        traffic: Traffic::Flood {
+                            frame: frame(id, data)?,
+                            depth: depth.clamp(1, 16),
+                            counter_byte: None,
+                        },
+                    });
+                }
+                _ => return Err(format!("unknown line {line:?}")),
+            }
+            Ok(())
+        })();
+        r.map_err(err)?;
+    }
+    Ok(s)
+}
