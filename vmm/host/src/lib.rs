@@ -22,6 +22,7 @@
 //!    bus poll of its slot is already generic).
 #![no_std]
 
+pub mod can;
 pub mod console;
 pub mod hops;
 
@@ -154,7 +155,8 @@ impl Class {
     pub fn present_by_name(self) -> bool {
         match self {
             Class::Serial => console::present_by_name(),
-            Class::Blk | Class::Eth | Class::Can | Class::Snd => false,
+            Class::Can => can::present_by_name(),
+            Class::Blk | Class::Eth | Class::Snd => false,
         }
     }
 }
@@ -211,6 +213,8 @@ pub struct AttachError(pub Class);
 pub struct Devices {
     /// Slot 0.
     pub console: Option<console::Device>,
+    /// Slot 3.
+    pub can: Option<can::Device>,
     empty: [Empty; CLASSES],
 }
 
@@ -235,8 +239,14 @@ impl Devices {
         } else {
             None
         };
+        let can = if on(Class::Can) {
+            Some(can::attach().ok_or(AttachError(Class::Can))?)
+        } else {
+            None
+        };
         Ok(Devices {
             console,
+            can,
             empty: [Empty; CLASSES],
         })
     }
@@ -245,13 +255,20 @@ impl Devices {
     pub fn present(&self) -> [bool; CLASSES] {
         let mut p = [false; CLASSES];
         p[Class::Serial.index()] = self.console.is_some();
+        p[Class::Can.index()] = self.can.is_some();
         p
     }
 
     /// The bus, slot `i` = class `i` (= [`windows`] order).
     pub fn bus(&mut self) -> [&mut dyn MmioDevice; CLASSES] {
         let [e0, e1, e2, e3, e4] = &mut self.empty;
-        [slot(&mut self.console, e0), e1, e2, e3, e4]
+        [
+            slot(&mut self.console, e0),
+            e1,
+            e2,
+            slot(&mut self.can, e3),
+            e4,
+        ]
     }
 }
 

@@ -34,6 +34,11 @@ impl VmmPd {
 
     /// Signals each virtualiser whose backend asked for it.
     fn flush(&mut self) {
+        if let Some(can) = self.devices.can.as_mut() {
+            if core::mem::take(&mut can.backend_mut().notify) {
+                let _ = Class::Can.channel().notify();
+            }
+        }
         if let Some(con) = self.devices.console.as_mut() {
             if core::mem::take(&mut con.device_mut().backend_mut().notify) {
                 let _ = Class::Serial.channel().notify();
@@ -51,7 +56,13 @@ impl VmmPd {
                     con.device_mut().backend_mut().poll_input();
                 }
             }
-            Class::Blk | Class::Eth | Class::Can | Class::Snd => {}
+            Class::Can => {
+                if let Some(can) = self.devices.can.as_mut() {
+                    // Answers or received frames arrived.
+                    can.pump();
+                }
+            }
+            Class::Blk | Class::Eth | Class::Snd => {}
         }
         let irq = self
             .bus

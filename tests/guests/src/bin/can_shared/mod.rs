@@ -1,0 +1,248 @@
+//! What the CAN test guests share: a `virtio-drivers` [`Transport`] whose
+//! every register access is a trapping load or store at the CAN slot
+//! (`virtio-drivers`' own `MmioTransport` refuses device id 36, which it
+//! does not know), the guest-side driver over it, and the line format the
+//! tests read (`can-guest: …` on stderr, shown as `[<vm>] …`).
+
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use bulkhead_can_frame::{CanId, Frame};
+use bulkhead_test_guests::{setup, wait_irq, watchdog, GuestHal};
+use bulkhead_virtio::spec::reg;
+use bulkhead_virtio_can_driver::{VirtioCanDriver, Wanted};
+use bulkhead_vmm_host::layout;
+use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
+use virtio_drivers::PhysAddr;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// The CAN class's slot (compose: class index 3).
+pub const CAN_SLOT: u64 = 3;
+/// TX and RX buffers of the guest driver.
+pub const BUFS: usize = 16;
+
+/// Register accesses to one virtio-mmio slot, each of which traps.
+pub struct TrapMmio {
+    base: NonNull<u32>,
+}
+
+impl TrapMmio {
+    /// The slot `k` of the VMM's layout.
+    pub fn slot(k: u64) -> Self {
+        let p = layout::slot(k) as usize as *mut u32;
+        Self {
+            base: NonNull::new(p).unwrap_or(NonNull::dangling()),
+        }
+    }
+
+    fn r(&self, off: u64) -> u32 {
+        // SAFETY: a register of the slot, in the MMIO range the guest
+        // reserved with no access: the load traps into the VMM, which
+        // emulates it (or aborts this guest).
+        unsafe { self.base.byte_add(off as usize).read_volatile() }
+    }
+
+    fn w(&mut self, off: u64, v: u32) {
+        // SAFETY: as in `r`, a trapping store.
+        unsafe { self.base.byte_add(off as usize).write_volatile(v) }
+    }
+
+    fn w64(&mut self, lo: u64, v: u64) {
+        self.w(lo, (v & 0xffff_ffff) as u32);
+        self.w(lo + 4, (v >> 32) as u32);
+    }
+
+    /// The slot's virtio magic and device id.
+    pub fn ids(&self) -> (u32, u32) {
+        (self.r(reg::MAGIC_VALUE), self.r(reg::DEVICE_ID))
+    }
+}
+
+impl Transport for TrapMmio {
+    fn device_type(&self) -> DeviceType {
+        DeviceType::try_from(self.r(reg::DEVICE_ID)).unwrap_or(DeviceType::Socket)
+    }
+    fn read_device_features(&mut self) -> u64 {
+        self.w(reg::DEVICE_FEATURES_SEL, 0);
+        let lo = self.r(reg::DEVICE_FEATURES);
+        self.w(reg::DEVICE_FEATURES_SEL, 1);
+        u64::from(lo) | u64::from(self.r(reg::DEVICE_FEATURES)) << 32
+    }
+    fn write_driver_features(&mut self, f: u64) {
+        self.w(reg::DRIVER_FEATURES_SEL, 0);
+        self.w(reg::DRIVER_FEATURES, (f & 0xffff_ffff) as u32);
+        self.w(reg::DRIVER_FEATURES_SEL, 1);
+        self.w(reg::DRIVER_FEATURES, (f >> 32) as u32);
+    }
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.w(reg::QUEUE_SEL, queue.into());
+        self.r(reg::QUEUE_NUM_MAX)
+    }
+    fn notify(&mut self, queue: u16) {
+        self.w(reg::QUEUE_NOTIFY, queue.into());
+    }
+    fn get_status(&self) -> DeviceStatus {
+        DeviceStatus::from_bits_truncate(self.r(reg::STATUS))
+    }
+    fn set_status(&mut self, status: DeviceStatus) {
+        self.w(reg::STATUS, status.bits());
+    }
+    fn set_guest_page_size(&mut self, _size: u32) {}
+    fn requires_legacy_layout(&self) -> bool {
+        false
+    }
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        desc: PhysAddr,
+        driver: PhysAddr,
+        device: PhysAddr,
+    ) {
+        self.w(reg::QUEUE_SEL, queue.into());
+        self.w(reg::QUEUE_NUM, size);
+        self.w64(reg::QUEUE_DESC_LOW, desc);
+        self.w64(reg::QUEUE_DRIVER_LOW, driver);
+        self.w64(reg::QUEUE_DEVICE_LOW, device);
+        self.w(reg::QUEUE_READY, 1);
+    }
+    fn queue_unset(&mut self, queue: u16) {
+        self.w(reg::QUEUE_SEL, queue.into());
+        self.w(reg::QUEUE_READY, 0);
+    }
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.w(reg::QUEUE_SEL, queue.into());
+        self.r(reg::QUEUE_READY) != 0
+    }
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        let s = self.r(reg::INTERRUPT_STATUS);
+        self.w(reg::INTERRUPT_ACK, s);
+        InterruptStatus::from_bits_retain(s)
+    }
+    fn read_config_generation(&self) -> u32 {
+        self.r(reg::CONFIG_GENERATION)
+    }
+    fn read_config_space<T: FromBytes + IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<T> {
+        // The one config field is `le16 status`; read whole words.
+        let size = size_of::<T>();
+        let mut bytes = [0u8; 8];
+        let w = self.r(reg::CONFIG + (offset as u64 & !3));
+        bytes[..4].copy_from_slice(&w.to_le_bytes());
+        let at = offset & 3;
+        T::read_from_bytes(&bytes[at..at + size])
+            .map_err(|_| virtio_drivers::Error::ConfigSpaceTooSmall)
+    }
+    fn write_config_space<T: IntoBytes + Immutable>(
+        &mut self,
+        _offset: usize,
+        _value: T,
+    ) -> virtio_drivers::Result<()> {
+        Ok(())
+    }
+}
+
+/// The guest driver type.
+pub type Driver = VirtioCanDriver<GuestHal, TrapMmio, BUFS>;
+
+/// Prints one line the tests read.
+pub fn say(s: &str) {
+    eprintln!("can-guest: {s}");
+}
+
+fn die(s: &str) -> ! {
+    say(&format!("FAILED: {s}"));
+    std::process::exit(2)
+}
+
+/// Sets the guest up and starts its CAN controller.
+pub fn start() -> Driver {
+    watchdog(30);
+    if let Err(e) = setup() {
+        die(&format!("setup: {e:?}"));
+    }
+    let t = TrapMmio::slot(CAN_SLOT);
+    let (magic, id) = t.ids();
+    if magic != 0x7472_6976 || id != 36 {
+        die(&format!(
+            "no virtio-can in slot {CAN_SLOT} (magic {magic:#x}, id {id})"
+        ));
+    }
+    let wanted = Wanted {
+        fd: false,
+        ..Wanted::default()
+    };
+    let mut d = Driver::new(t, wanted).unwrap_or_else(|e| die(&format!("init: {e:?}")));
+    d.start().unwrap_or_else(|e| die(&format!("start: {e:?}")));
+    say("started");
+    d
+}
+
+/// A classic frame (ids above 0x7FF are 29-bit).
+pub fn frame(id: u32, data: &[u8]) -> Frame {
+    let cid = if id > 0x7ff {
+        CanId::extended(id)
+    } else {
+        CanId::standard(id as u16)
+    };
+    cid.and_then(|c| Frame::classic(c, data))
+        .unwrap_or_else(|e| die(&format!("frame {id:#x}: {e}")))
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Takes completions and received frames; prints each received frame.
+/// Returns finished TX slots with their result.
+pub fn drain(d: &mut Driver) -> Vec<(usize, bool)> {
+    let mut done = Vec::new();
+    while let Some(t) = d.poll_tx() {
+        done.push((t.slot, t.ok));
+    }
+    while let Ok(Some(f)) = d.recv() {
+        say(&format!("rx {:#x} {}", f.id().raw(), hex(f.data())));
+    }
+    done
+}
+
+/// Sends `f` and waits for its result (true: on the bus).
+pub fn send_wait(d: &mut Driver, f: &Frame) -> bool {
+    let slot = d.send(f).unwrap_or_else(|e| die(&format!("send: {e:?}")));
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        for (s, ok) in drain(d) {
+            if s == slot {
+                return ok;
+            }
+        }
+        if Instant::now() > until {
+            die("no TX completion in 5 s");
+        }
+        if wait_irq(1) {
+            let _ = d.transport_mut().ack_interrupt();
+        }
+    }
+}
+
+/// Receives (printing every frame) for `dur`.
+pub fn listen(d: &mut Driver, dur: Duration) {
+    let until = Instant::now() + dur;
+    while Instant::now() < until {
+        drain(d);
+        if wait_irq(1) {
+            let _ = d.transport_mut().ack_interrupt();
+        }
+    }
+}
+
+/// The end of a guest's run: `done`, then idle until the run ends.
+pub fn finish() -> ! {
+    say("done");
+    watchdog(0);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}

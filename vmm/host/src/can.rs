@@ -1,0 +1,312 @@
+//! Class `can` (slot 3): virtio-can (`vmm/devices/src/can`) whose backend
+//! is the hop to `can_virt` — TX/START/STOP into the hop's `req` ring,
+//! answers and received frames from its `resp` ring, by the rules of
+//! `bulkhead_can_protocol::vmm_hop`.
+//!
+//! The slot wraps the transport itself rather than `VirtioMmio`, because a
+//! bus-off must raise a configuration-change interrupt
+//! (`MmioTransport::config_changed`), which only the transport's owner can.
+//!
+//! The device asks its backend synchronously (`start`, `transmit`); the
+//! hop answers later. So `start` succeeds unless the guest is known to be
+//! held bus-off (a START_REFUSED then turns the status to BUSOFF, as a
+//! bus-off would), and `transmit` returns a tag at once; the tag's
+//! SENT/NOT_SENT completes the chain (LATE_TX_ACK). Tags carry an epoch
+//! that STOP advances, so an answer to a frame from before a STOP can never
+//! complete a later chain.
+
+use bulkhead_can_frame::Frame;
+use bulkhead_can_protocol::{vmm_op, vmm_status, WireFrame, EVENT_ID, RING_CAPACITY};
+use bulkhead_ring::{Armed, Consumer, Producer, Region as RingRegion, Request, Response};
+use bulkhead_virtio::{GuestMemory, MmioTransport, WriteEffect};
+use bulkhead_vmm_core::MmioDevice;
+use bulkhead_vmm_devices::can::{CanBackend, TxAdmit, VirtioCan};
+
+use crate::hops::{hop_region_name, NameBuf};
+use crate::Class;
+
+/// The CAN slot as the VMM's bus holds it.
+pub type Device = CanSlot;
+
+/// Received frames the backend holds for the device.
+const RX_HOLD: usize = 64;
+
+/// Whether this VMM has a CAN hop: compose's region `can_<guest>_req`.
+pub fn present_by_name() -> bool {
+    let mut b = NameBuf::new();
+    hop_region_name(&mut b, Class::Can, "req")
+        .is_some_and(|n| bulkhead_runtime::Region::get(n).is_ok())
+}
+
+fn ring(part: &str) -> Option<RingRegion<'static>> {
+    let mut b = NameBuf::new();
+    let r = bulkhead_runtime::Region::get(hop_region_name(&mut b, Class::Can, part)?).ok()?;
+    // SAFETY: the runtime mapped `r.size()` bytes at `r.vaddr()` read-write
+    // for the PD's life, and this PD touches the region only through the
+    // ring built here (atomic word accesses).
+    unsafe { RingRegion::from_raw(r.vaddr() as *mut u8, r.size()) }.ok()
+}
+
+/// The device over the hop, or `None` if the transport refuses the model
+/// (a programming error, reported by the caller).
+pub fn attach() -> Option<Device> {
+    let backend = RingCan::new(
+        ring("req").and_then(|r| Producer::attach(r, RING_CAPACITY).ok()),
+        ring("resp").and_then(|r| Consumer::attach(r, RING_CAPACITY).ok()),
+    );
+    Some(CanSlot {
+        transport: MmioTransport::new(VirtioCan::new(backend, true)).ok()?,
+    })
+}
+
+/// A fixed FIFO for the backend's completions and frames.
+struct Fifo<T: Copy, const N: usize> {
+    items: [Option<T>; N],
+    head: usize,
+    len: usize,
+}
+
+impl<T: Copy, const N: usize> Fifo<T, N> {
+    const fn new() -> Self {
+        Self {
+            items: [None; N],
+            head: 0,
+            len: 0,
+        }
+    }
+    fn push(&mut self, v: T) -> bool {
+        if self.len == N {
+            return false;
+        }
+        self.items[(self.head + self.len) % N] = Some(v);
+        self.len += 1;
+        true
+    }
+    fn peek(&self) -> Option<T> {
+        if self.len == 0 {
+            None
+        } else {
+            self.items[self.head]
+        }
+    }
+    fn pop(&mut self) -> Option<T> {
+        let v = self.peek()?;
+        self.items[self.head] = None;
+        self.head = (self.head + 1) % N;
+        self.len -= 1;
+        Some(v)
+    }
+    fn clear(&mut self) {
+        *self = Self::new();
+    }
+}
+
+/// The virtio-can backend: the hop to `can_virt`.
+pub struct RingCan {
+    tx: Option<Producer<'static, Request<WireFrame>>>,
+    rx: Option<Consumer<'static, Response<WireFrame>>>,
+    /// Tags are `epoch << 16 | seq`; STOP advances the epoch.
+    epoch: u32,
+    seq: u32,
+    /// TX sent and not yet answered (bounded by the ring).
+    outstanding: u32,
+    done: Fifo<(u32, bool), { RING_CAPACITY as usize }>,
+    frames: Fifo<Frame, RX_HOLD>,
+    bus_off: bool,
+    /// `can_virt` asked to be notified.
+    pub notify: bool,
+    /// Answers that were not understood or not ours (a faulty neighbour).
+    pub bad_answers: u32,
+}
+
+impl RingCan {
+    fn new(
+        tx: Option<Producer<'static, Request<WireFrame>>>,
+        rx: Option<Consumer<'static, Response<WireFrame>>>,
+    ) -> Self {
+        let mut me = Self {
+            tx,
+            rx,
+            epoch: 0,
+            seq: 0,
+            outstanding: 0,
+            done: Fifo::new(),
+            frames: Fifo::new(),
+            bus_off: false,
+            notify: false,
+            bad_answers: 0,
+        };
+        // Arm the answer ring so can_virt signals.
+        me.pump();
+        me
+    }
+
+    fn send(&mut self, id: u32, op: u32, payload: WireFrame) -> bool {
+        let Some(p) = self.tx.as_mut() else {
+            return false;
+        };
+        match p.push(&Request { id, op, payload }) {
+            Ok(()) => {
+                self.notify |= p.notify_needed();
+                true
+            }
+            Err(bulkhead_ring::RingError::Full) => false,
+            Err(_) => {
+                // A corrupt ring: the neighbour is faulty; stop using it.
+                self.tx = None;
+                false
+            }
+        }
+    }
+
+    /// Takes `can_virt`'s answers. Call when it signalled.
+    pub fn pump(&mut self) {
+        loop {
+            // Room for whatever the next answer is: a frame waits in the
+            // ring rather than being dropped here.
+            if self.frames.len == RX_HOLD || self.done.len == RING_CAPACITY as usize {
+                return;
+            }
+            let Some(c) = self.rx.as_mut() else { return };
+            let r = match c.pop() {
+                Ok(Some(r)) => r,
+                Ok(None) => match c.arm_signal() {
+                    Ok(Armed::Pending) => continue,
+                    Ok(Armed::MaySleep) => return,
+                    Err(_) => {
+                        self.rx = None;
+                        return;
+                    }
+                },
+                Err(_) => {
+                    self.rx = None;
+                    return;
+                }
+            };
+            match (r.id, r.status) {
+                (EVENT_ID, vmm_status::RX) => match r.payload.to_frame() {
+                    Ok(f) => {
+                        let _ = self.frames.push(f);
+                    }
+                    Err(_) => self.bad_answers += 1,
+                },
+                (EVENT_ID, vmm_status::BUS_OFF) => self.bus_off = true,
+                (EVENT_ID, vmm_status::BUS_OK) => self.bus_off = false,
+                (_, vmm_status::STARTED) => {}
+                (_, vmm_status::START_REFUSED) => self.bus_off = true,
+                (id, st @ (vmm_status::SENT | vmm_status::NOT_SENT)) => {
+                    if id >> 16 == self.epoch & 0x7fff && self.outstanding > 0 {
+                        self.outstanding -= 1;
+                        let _ = self.done.push((id, st == vmm_status::SENT));
+                    } else {
+                        // From before a STOP: the device answered already.
+                    }
+                }
+                _ => self.bad_answers += 1,
+            }
+        }
+    }
+}
+
+impl CanBackend for RingCan {
+    fn start(&mut self) -> bool {
+        !self.bus_off && self.send(0, vmm_op::START, WireFrame::default())
+    }
+
+    fn stop(&mut self) {
+        let _ = self.send(0, vmm_op::STOP, WireFrame::default());
+        self.epoch = (self.epoch + 1) & 0x7fff;
+        self.outstanding = 0;
+        self.done.clear();
+        self.frames.clear();
+    }
+
+    fn transmit(&mut self, frame: &Frame) -> TxAdmit {
+        if self.outstanding >= RING_CAPACITY {
+            return TxAdmit::Busy;
+        }
+        let tag = self.epoch << 16 | (self.seq & 0xffff);
+        if !self.send(tag, vmm_op::TX, WireFrame::from_frame(frame, 0)) {
+            return TxAdmit::Busy;
+        }
+        self.seq = self.seq.wrapping_add(1);
+        self.outstanding += 1;
+        TxAdmit::Queued(tag)
+    }
+
+    fn tx_completion(&mut self) -> Option<(u32, bool)> {
+        self.done.pop()
+    }
+
+    fn rx_peek(&self) -> Option<Frame> {
+        self.frames.peek()
+    }
+
+    fn rx_pop(&mut self) {
+        let _ = self.frames.pop();
+    }
+
+    fn bus_off(&self) -> bool {
+        self.bus_off
+    }
+}
+
+/// The CAN slot: the virtio-mmio transport around the virtio-can model.
+pub struct CanSlot {
+    transport: MmioTransport<VirtioCan<RingCan>>,
+}
+
+impl CanSlot {
+    /// The backend (for its `notify` flag).
+    pub fn backend_mut(&mut self) -> &mut RingCan {
+        self.transport.device_mut().backend_mut()
+    }
+
+    /// `can_virt` signalled: take its answers (the bus poll then runs the
+    /// device against them).
+    pub fn pump(&mut self) {
+        self.backend_mut().pump();
+    }
+}
+
+impl MmioDevice for CanSlot {
+    fn read(&mut self, offset: u64, width: u8, _ram: &mut dyn GuestMemory) -> Result<u64, ()> {
+        self.transport.read(offset, width).map_err(|_| ())
+    }
+
+    fn write(
+        &mut self,
+        offset: u64,
+        width: u8,
+        value: u64,
+        ram: &mut dyn GuestMemory,
+    ) -> Result<(), ()> {
+        match self.transport.write(offset, width, value) {
+            Ok(WriteEffect::QueueNotify(q)) => {
+                self.transport.process_queue(q, ram);
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(_) => Err(()),
+        }
+    }
+
+    fn irq_level(&self) -> bool {
+        self.transport.interrupt_pending()
+    }
+
+    fn poll(&mut self, ram: &mut dyn GuestMemory) {
+        let s = self.transport.device_mut().poll_backend();
+        if s.config {
+            self.transport.config_changed();
+        }
+        if s.tx {
+            self.transport
+                .process_queue(bulkhead_vmm_devices::can::TX_QUEUE, ram);
+        }
+        if s.rx {
+            self.transport
+                .process_queue(bulkhead_vmm_devices::can::RX_QUEUE, ram);
+        }
+    }
+}
