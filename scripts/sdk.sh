@@ -20,6 +20,10 @@
 # the environment come after them) and `<name>.pd-aliases` (one line of
 # `image=bin` pairs: the system's `<program_image path="image.elf">` is the
 # PD binary `bin`, e.g. `can_driver=flexcan_driver` on the i.MX8M Plus).
+#
+# SDK_BUILD_DIR (env, optional; relative to the repository root) replaces
+# build/BOARD/CONFIG as the output directory, so a test can pack and boot
+# its image without racing other runs that use the default one.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -118,7 +122,7 @@ check_sdk() {
 
 image() {
     check_sdk image
-    local out="build/$BOARD/$CONFIG"
+    local out="${SDK_BUILD_DIR:-build/$BOARD/$CONFIG}"
     mkdir -p "$out"
     if [ -z "$PD_PACKAGES_FROM_ENV" ] && [ -f "${SYSTEM%.system}.pd-packages" ]; then
         read -r PD_PACKAGES <"${SYSTEM%.system}.pd-packages"
@@ -185,7 +189,7 @@ qemu() {
         read -r -a sys_args <"${SYSTEM%.system}.qemu-args"
     fi
     read -r -a extra <<<"${QEMU_EXTRA_ARGS:-}"
-    local img="build/$BOARD/$CONFIG/loader.img"
+    local img="${SDK_BUILD_DIR:-build/$BOARD/$CONFIG}/loader.img"
     qemu_ok "$BOARD" || setup_qemu
     case "$BOARD" in
         qemu_virt_aarch64)

@@ -26,8 +26,10 @@
 
 use bulkhead_blk_protocol::{Request, Response, Status, WireRequest, WireResponse};
 use bulkhead_ring::{Armed, Consumer, Producer, Region as RingRegion};
-use bulkhead_runtime::{debug_println, halt, Channel, ChannelSet, Handler, Region};
-use drv_virtio_blk_mmio::regs::{DEVICE_ID, DEVICE_ID_BLK, MAGIC, MAGIC_VALUE, WINDOW};
+use core::sync::atomic::{fence, Ordering};
+
+use bulkhead_runtime::{debug_println, halt, Channel, ChannelSet, Handler, Region, RuntimeError};
+use drv_virtio_blk_mmio::regs::{DEVICE_ID, DEVICE_ID_BLK, F_RO, MAGIC, MAGIC_VALUE, WINDOW};
 use drv_virtio_blk_mmio::{
     DataWindow, DataWindows, Mmio, VirtioBlk, VolatileDma, VolatileMmio, DMA_BYTES,
 };
@@ -36,8 +38,19 @@ use drv_virtio_blk_mmio::{
 const VIRT: Channel = Channel::new(0);
 /// The transport's interrupt.
 const IRQ: Channel = Channel::new(1);
-/// Entries in each ring of the hop (`blk_virt` attaches with the same).
+/// Entries in each ring of the hop (`blk_virt` attaches with the same;
+/// `components/virt-blk-pd` `hop.rs` defines the hop).
 const RING_CAPACITY: u32 = 64;
+/// Bytes of the response page the ring owns; the info block follows.
+const RING_BYTES: usize = 0x800;
+/// Bytes of the request ring's page (32-byte slots: it needs the page).
+const REQ_RING_BYTES: usize = 0x1000;
+/// The info block this (lower) side publishes in `blk_drv_resp`: `u64
+/// "BLKI" << 32 | epoch` (written last), `u64 sectors`, `u64 flags` (bit 0
+/// read-only). The epoch counts the driver's starts, so `blk_virt` sees a
+/// restart and resends what the driver held.
+const INFO_OFFSET: usize = 0x800;
+const INFO_MAGIC: u64 = 0x424c_4b49;
 
 #[cfg(target_os = "none")]
 mod paddr {
@@ -85,12 +98,33 @@ struct Driver {
     refused: Option<Response>,
 }
 
-fn ring(name: &str) -> Option<RingRegion<'static>> {
+fn ring(name: &str, limit: usize) -> Option<RingRegion<'static>> {
     let r = Region::get(name).ok()?;
     // SAFETY: the runtime mapped `r.size()` bytes at `r.vaddr()` read-write
-    // for the PD's life, and this PD touches the region only through the
-    // ring built on it (atomic word accesses).
-    unsafe { RingRegion::from_raw(r.vaddr() as *mut u8, r.size()) }.ok()
+    // for the PD's life, and this PD touches the first `limit` bytes only
+    // through the ring built on it (atomic word accesses), the info block
+    // after them only through the runtime's checked accessors.
+    unsafe { RingRegion::from_raw(r.vaddr() as *mut u8, r.size().min(limit)) }.ok()
+}
+
+/// Publishes the disk's size for `blk_virt`, one epoch after the last
+/// (the block survives a restart of this PD: its memory is kept).
+fn publish(blk: &Blk) -> Result<u32, RuntimeError> {
+    let resp = Region::get("blk_drv_resp")?;
+    let state = resp.read_u64(INFO_OFFSET)?;
+    let last = if state >> 32 == INFO_MAGIC {
+        u32::try_from(state & 0xffff_ffff).unwrap_or(0)
+    } else {
+        0
+    };
+    let epoch = last.wrapping_add(1).max(1);
+    let read_only = blk.features() & F_RO != 0;
+    resp.write_u64(INFO_OFFSET + 8, blk.capacity())?;
+    resp.write_u64(INFO_OFFSET + 16, u64::from(read_only))?;
+    fence(Ordering::Release);
+    resp.atomic_u64(INFO_OFFSET)?
+        .store(INFO_MAGIC << 32 | u64::from(epoch), Ordering::Release);
+    Ok(epoch)
 }
 
 /// The first transport in the mapped page with a block device behind it.
@@ -138,15 +172,19 @@ fn start() -> Result<Driver, &'static str> {
             return Err("device bring-up failed");
         }
     };
-    let requests = Consumer::attach(ring("blk_drv_req").ok_or("no blk_drv_req")?, RING_CAPACITY)
-        .map_err(|_| "blk_drv_req ring refused")?;
+    let requests = Consumer::attach(
+        ring("blk_drv_req", REQ_RING_BYTES).ok_or("no blk_drv_req")?,
+        RING_CAPACITY,
+    )
+    .map_err(|_| "blk_drv_req ring refused")?;
     let responses = Producer::attach(
-        ring("blk_drv_resp").ok_or("no blk_drv_resp")?,
+        ring("blk_drv_resp", RING_BYTES).ok_or("no blk_drv_resp")?,
         RING_CAPACITY,
     )
     .map_err(|_| "blk_drv_resp ring refused")?;
+    let epoch = publish(&blk).map_err(|_| "cannot publish the info block in blk_drv_resp")?;
     debug_println!(
-        "virtio_blk_driver: transport {slot}: {} sectors, features {:#x}, queue {}, {} slots",
+        "virtio_blk_driver: transport {slot}: {} sectors, features {:#x}, queue {}, {} slots, epoch {epoch}",
         blk.capacity(),
         blk.features(),
         blk.queue_size(),
@@ -261,6 +299,8 @@ impl Handler for Pd {
         match start() {
             Ok(mut d) => {
                 d.pump();
+                // The info block is new: tell the upper side.
+                let _ = VIRT.notify();
                 Pd(Some(d))
             }
             Err(why) => {
