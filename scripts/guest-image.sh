@@ -66,14 +66,22 @@ if ! dpkg --print-foreign-architectures | grep -qx "$ARCH"; then
     apt_update
 fi
 
-candidate() { # package -> candidate version, empty if none
-    apt-cache policy "$1:$ARCH" 2>/dev/null | sed -n 's/^ *Candidate: //p' | grep -v '^(none)$' || true
+# One apt-cache call per question: without a saved package cache (Debian's
+# container images disable it) each call parses every index, ~1.5 s here.
+policy=
+read_policy() { policy=$(apt-cache policy "$META:$ARCH" "$BUSYBOX:$ARCH" 2>/dev/null || true); }
+candidate() { # package -> its candidate version in $policy, empty if none
+    printf '%s\n' "$policy" |
+        awk -v p="$1:$ARCH:" '$0 == p { f = 1; next } /^[^ ]/ { f = 0 } f && $1 == "Candidate:" { print $2; exit }' |
+        grep -v '^(none)$' || true
 }
 
 # --- resolve the versions ----------------------------------------------------
+read_policy
 meta_ver=$(candidate "$META")
 if [ -z "$meta_ver" ] && [ -z "$apt_updated" ]; then
     apt_update
+    read_policy
     meta_ver=$(candidate "$META")
 fi
 [ -n "$meta_ver" ] || die "apt knows no $META:$ARCH"
@@ -213,7 +221,8 @@ modinfo_field() { # .ko field -> value (the .modinfo section holds NUL-separated
 }
 declare -A ko_of=()
 while read -r f; do
-    n=$(basename "$f" .ko)
+    n=${f##*/}
+    n=${n%.ko}
     ko_of[${n//-/_}]=$f
 done < <(find "$moddir/kernel" -name '*.ko')
 order=()

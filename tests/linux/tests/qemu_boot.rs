@@ -6,7 +6,8 @@
 //! The guest must reach its shell on hvc0 (virtio-console on window 0),
 //! see exactly its own disk (virtio-blk on window 1; a second disk on a
 //! transport its device tree does not list must stay invisible), keep a
-//! file across a reboot, and run `bh-dd`. Prints — and writes to
+//! file across a reboot, run `bh-dd`, survive `bh-fault` (a data abort
+//! kills only the reading process) and panic on `bh-crash`. Prints — and writes to
 //! `build/guest/qemu-baseline.txt` — the time from QEMU start to the shell
 //! and the dd throughput: the plain-QEMU baseline for the seL4 path.
 
@@ -163,6 +164,18 @@ fn cluster_guest_boots_under_plain_qemu_with_its_composed_device_tree() {
         .run(&format!("bh-blk check {token}"), CMD)
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(out.contains(&format!("BH-BLK check OK {token}")), "{out}");
+
+    // A read of a hole in the guest map aborts in the guest and kills only
+    // the reader; the shell goes on.
+    let out = c.run("bh-fault", CMD).unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("BH-FAULT 0x0b000000 abort sig=7"), "{out}");
+    // The guest crashes its own kernel on request (for the seL4 test that a
+    // crashed guest does not disturb the other).
+    c.send("bh-crash").unwrap_or_else(|e| panic!("{e}"));
+    c.wait_for("BH-CRASH now", CMD)
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.wait_for("end Kernel panic", CMD)
+        .unwrap_or_else(|e| panic!("{e}"));
     drop(c);
     let _ = std::fs::remove_file(&disk);
     let _ = std::fs::remove_file(&other);
