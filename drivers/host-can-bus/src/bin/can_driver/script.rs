@@ -10,7 +10,9 @@
 //! slots 3                            TX buffers announced (1..=8)
 //! trace bus                          one line per frame on the bus
 //! trace tx                           one line per frame this node sent
-//! periodic NAME ID PERIOD_US OFFSET_US DATA   an ECU sending ID periodically
+//! periodic NAME ID PERIOD_US OFFSET_US DATA [count]
+//!                                    an ECU sending ID periodically
+//!                                    (`count`: byte 0 is a wrapping counter)
 //! flood NAME ID DEPTH DATA           an ECU keeping DEPTH copies pending
 //! ```
 //!
@@ -104,7 +106,12 @@ pub fn parse(text: &str) -> Result<Script, String> {
                 }
                 ["trace", "bus"] => s.trace_bus = true,
                 ["trace", "tx"] => s.trace_tx = true,
-                ["periodic", name, id, period, offset, data] => {
+                ["periodic", name, id, period, offset, data, more @ ..] => {
+                    let counter_byte = match more {
+                        [] => None,
+                        ["count"] if *data != "-" => Some(0),
+                        _ => return Err("after DATA only `count` (and DATA not `-`)".into()),
+                    };
                     let period_ns = num(period)?.saturating_mul(1000);
                     if period_ns == 0 {
                         return Err("period must be non-zero".into());
@@ -115,7 +122,7 @@ pub fn parse(text: &str) -> Result<Script, String> {
                             frame: frame(id, data)?,
                             period_ns,
                             offset_ns: num(offset)?.saturating_mul(1000),
-                            counter_byte: None,
+                            counter_byte,
                         },
                     });
                 }

@@ -4,6 +4,11 @@
 //! does not know), the guest-side driver over it, and the line format the
 //! tests read (`can-guest: …` on stderr, shown as `[<vm>] …`).
 
+// Test guests are x86_64 Linux programs (the host board): guest-physical
+// addresses (u64) and pointers (usize) are the same width, and register
+// offsets and values fit their fields by the virtio-mmio layout.
+#![allow(clippy::cast_possible_truncation)]
+
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
