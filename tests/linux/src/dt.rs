@@ -44,6 +44,8 @@ pub struct GuestDt {
     pub virtio: Vec<VirtioWindow>,
     /// `/chosen/bootargs`, empty if none.
     pub bootargs: String,
+    /// `/psci/method` (`hvc` or `smc`), if the tree has a PSCI node.
+    pub psci_method: Option<String>,
 }
 
 /// Why a device tree is not a guest device tree we can boot.
@@ -121,11 +123,28 @@ impl GuestDt {
             .ok_or_else(|| DtError::Interrupts(node.name.to_owned()))?;
             virtio.push(VirtioWindow { base, size, spi });
         }
+        let psci_method = fdt
+            .find_node("/psci")
+            .and_then(|n| n.property("method"))
+            .and_then(|p| p.as_str())
+            .map(str::to_owned);
         Ok(Self {
             ram,
             virtio,
             bootargs: fdt.chosen().bootargs().unwrap_or("").to_owned(),
+            psci_method,
         })
+    }
+
+    /// The `-machine` QEMU needs to answer this guest's PSCI calls itself:
+    /// QEMU's `virt` takes PSCI calls over `hvc` when it boots the kernel at
+    /// EL1 and over `smc` when it has EL2 (`virtualization=on`) and boots
+    /// the kernel there.
+    pub fn qemu_virt_machine(&self) -> &'static str {
+        match self.psci_method.as_deref() {
+            Some("smc") => "virt,virtualization=on",
+            _ => "virt",
+        }
     }
 }
 
@@ -166,5 +185,19 @@ mod tests {
             assert_eq!(w.qemu_virt_transport(), Some(c as u64), "{w:?}");
         }
         assert!(g.bootargs.contains("console=hvc0"), "{}", g.bootargs);
+        assert!(matches!(g.psci_method.as_deref(), Some("hvc" | "smc")));
+    }
+
+    #[test]
+    fn psci_conduit_picks_the_machine() {
+        let mut g = GuestDt {
+            ram: (0x4000_0000, 128 << 20),
+            virtio: Vec::new(),
+            bootargs: String::new(),
+            psci_method: Some("hvc".into()),
+        };
+        assert_eq!(g.qemu_virt_machine(), "virt");
+        g.psci_method = Some("smc".into());
+        assert_eq!(g.qemu_virt_machine(), "virt,virtualization=on");
     }
 }
