@@ -348,7 +348,11 @@ impl Handler for Driver {
         let mut names = vec!["can_driver".to_string()];
         let mut ecus = Vec::new();
         for e in &script.ecus {
-            match bus.attach_scripted(&e.name, &[e.traffic]) {
+            let node = match e.traffic {
+                Some(t) => bus.attach_scripted(&e.name, &[t]),
+                None => Ok(bus.attach(NodeConfig::named(&e.name))),
+            };
+            match node {
                 Ok(n) => {
                     ecus.push(n);
                     names.push(e.name.clone());

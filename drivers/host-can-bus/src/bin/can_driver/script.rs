@@ -14,6 +14,8 @@
 //!                                    an ECU sending ID periodically
 //!                                    (`count`: byte 0 is a wrapping counter)
 //! flood NAME ID DEPTH DATA           an ECU keeping DEPTH copies pending
+//! node NAME                          an ECU that only receives (and ACKs:
+//!                                    a frame nobody acknowledges fails)
 //! ```
 //!
 //! IDs are hex (`0x123`); above 0x7FF they are 29-bit. DATA is hex bytes
@@ -26,8 +28,8 @@ use drv_host_can_bus::{BusConfig, Traffic};
 pub struct Ecu {
     /// Its name in traces.
     pub name: String,
-    /// What it sends.
-    pub traffic: Traffic,
+    /// What it sends (`None`: it only receives).
+    pub traffic: Option<Traffic>,
 }
 
 /// The parsed script.
@@ -118,25 +120,29 @@ pub fn parse(text: &str) -> Result<Script, String> {
                     }
                     s.ecus.push(Ecu {
                         name: (*name).to_string(),
-                        traffic: Traffic::Periodic {
+                        traffic: Some(Traffic::Periodic {
                             frame: frame(id, data)?,
                             period_ns,
                             offset_ns: num(offset)?.saturating_mul(1000),
                             counter_byte,
-                        },
+                        }),
                     });
                 }
                 ["flood", name, id, depth, data] => {
                     let depth = usize::try_from(num(depth)?).map_err(|_| "depth too large")?;
                     s.ecus.push(Ecu {
                         name: (*name).to_string(),
-                        traffic: Traffic::Flood {
+                        traffic: Some(Traffic::Flood {
                             frame: frame(id, data)?,
                             depth: depth.clamp(1, 16),
                             counter_byte: None,
-                        },
+                        }),
                     });
                 }
+                ["node", name] => s.ecus.push(Ecu {
+                    name: (*name).to_string(),
+                    traffic: None,
+                }),
                 _ => return Err(format!("unknown line {line:?}")),
             }
             Ok(())

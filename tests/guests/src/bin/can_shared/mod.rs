@@ -8,6 +8,8 @@
 // addresses (u64) and pointers (usize) are the same width, and register
 // offsets and values fit their fields by the virtio-mmio layout.
 #![allow(clippy::cast_possible_truncation)]
+// Each CAN guest program includes this module and uses part of it.
+#![allow(dead_code)]
 
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
@@ -164,10 +166,26 @@ fn die(s: &str) -> ! {
 
 /// Sets the guest up and starts its CAN controller.
 pub fn start() -> Driver {
-    watchdog(30);
-    if let Err(e) = setup() {
-        die(&format!("setup: {e:?}"));
+    if setup_ram().is_none() {
+        die("setup failed");
     }
+    start_after_setup()
+}
+
+/// Maps the guest's memory ([`setup`]); returns its RAM size.
+pub fn setup_ram() -> Option<u64> {
+    watchdog(30);
+    match setup() {
+        Ok((_, size)) => Some(size),
+        Err(e) => {
+            say(&format!("FAILED: setup: {e:?}"));
+            None
+        }
+    }
+}
+
+/// Finds the CAN device and starts its controller (after [`setup_ram`]).
+pub fn start_after_setup() -> Driver {
     let t = TrapMmio::slot(CAN_SLOT);
     let (magic, id) = t.ids();
     if magic != 0x7472_6976 || id != 36 {
@@ -250,4 +268,82 @@ pub fn finish() -> ! {
     loop {
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// Monotonic wall time in ns (the clock `can_driver` stamps frames with).
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The benchmark guests' index: the bench systems give guest `i`
+/// `4 + 2·i` MiB of RAM (`systems/can-bench/*.toml`), so a guest knows
+/// which id it owns (0x100 + i) without any other channel.
+pub fn bench_index(ram: u64) -> u32 {
+    ((ram >> 21).saturating_sub(2)) as u32
+}
+
+/// Sends 8-byte frames with id `0x100 + index` for `secs` seconds keeping
+/// up to `depth` in flight, then prints `can-lat SEQ SENT_NS DONE_NS` per
+/// frame (data: index, then the sequence number, little-endian) and
+/// `done`.
+pub fn load(depth: usize, secs: u64) -> ! {
+    let ram = match setup_ram() {
+        Some(r) => r,
+        None => die("no RAM size"),
+    };
+    let index = bench_index(ram);
+    let mut d = start_after_setup();
+    let id = 0x100 + index;
+    let mut inflight: Vec<Option<(u32, u64)>> = vec![None; BUFS];
+    let mut log: Vec<(u32, u64, u64)> = Vec::new();
+    let mut seq = 0u32;
+    let mut refused = 0u32;
+    let end = now_ns() + secs * 1_000_000_000;
+    loop {
+        let sending = now_ns() < end;
+        while sending && inflight.iter().flatten().count() < depth {
+            let mut data = [0u8; 8];
+            data[0] = index as u8;
+            data[1..5].copy_from_slice(&seq.to_le_bytes());
+            let t = now_ns();
+            match d.send(&frame(id, &data)) {
+                Ok(slot) => {
+                    inflight[slot] = Some((seq, t));
+                    seq += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        for (slot, ok) in drain(&mut d) {
+            let t = now_ns();
+            if let Some((s, sent)) = inflight.get_mut(slot).and_then(Option::take) {
+                if ok {
+                    log.push((s, sent, t));
+                } else {
+                    refused += 1;
+                }
+            }
+        }
+        if !sending && inflight.iter().all(Option::is_none) {
+            break;
+        }
+        if wait_irq(1) {
+            let _ = d.transport_mut().ack_interrupt();
+        }
+    }
+    watchdog(30);
+    say(&format!(
+        "load index={index} id={id:#x} depth={depth} sent={} refused={refused}",
+        log.len()
+    ));
+    for (s, a, b) in &log {
+        eprintln!("can-lat {s} {a} {b}");
+    }
+    finish()
 }
