@@ -42,6 +42,8 @@
 //! driver restarted: everything it held is resent (idempotent: the slot
 //! still holds the bytes), so no acknowledged write is lost. Budgets are
 //! not enforced yet (the runtime has no clock); a configured one is logged.
+//! If the system makes the driver a child of `blk_virt`, a driver fault is
+//! answered by restarting it.
 #![no_std]
 
 pub mod config;

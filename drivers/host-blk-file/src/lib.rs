@@ -56,15 +56,21 @@ impl FileDisk {
     /// The file cannot be opened or its size read.
     pub fn open(path: &Path, read_only: bool) -> io::Result<FileDisk> {
         let file = OpenOptions::new().read(true).write(!read_only).open(path)?;
-        let sectors = file.metadata()?.len() / SECTOR;
-        Ok(FileDisk {
+        let len = file.metadata()?.len();
+        Ok(FileDisk::from_file(file, read_only, len))
+    }
+
+    /// A disk over an already open `file` of `len` bytes (a driver PD gets
+    /// its image as a descriptor and may not `open` or `statx`).
+    pub fn from_file(file: File, read_only: bool, len: u64) -> FileDisk {
+        FileDisk {
             file,
-            sectors,
+            sectors: len / SECTOR,
             read_only,
             zeroes: vec![0; ZERO_CHUNK],
             stats: DiskStats::default(),
             last_io_error: None,
-        })
+        }
     }
 
     /// Disk size in sectors.

@@ -68,6 +68,16 @@ pub fn guest_ram() -> Option<bulkhead_runtime::Region> {
     bulkhead_runtime::Region::get(b.join(&[guest_name()?, "_ram"])?).ok()
 }
 
+/// Which classes this VMM has, and where their hops are when the
+/// configuration says (compose: the hop's vaddr in this VMM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Present {
+    /// Class `c` is present.
+    pub on: [bool; CLASSES],
+    /// Vaddr of class `c`'s hop (`req` region), from the configuration.
+    pub hop: [Option<u64>; CLASSES],
+}
+
 /// The classes a `VMM_VIRTIO` payload lists. A device whose virtio id is
 /// not a class's, or whose channel is not that class's (compose writes
 /// class index + 1), is refused: the configuration and this VMM disagree.
@@ -76,22 +86,23 @@ pub fn guest_ram() -> Option<bulkhead_runtime::Region> {
 /// [`ConfigError::PayloadTruncated`] for a short payload,
 /// [`ConfigError::InvalidField`] (at the device's entry) for an unknown
 /// device or a wrong channel.
-pub fn virtio_classes(payload: &[u8]) -> Result<[bool; CLASSES], ConfigError> {
+pub fn virtio_classes(payload: &[u8]) -> Result<Present, ConfigError> {
     let mut r = FieldReader::new(payload);
     let count = r.u32()?;
     let _pad = r.u32()?;
-    let mut present = [false; CLASSES];
+    let mut present = Present::default();
     for _ in 0..count {
         let at = r.position();
         let id = r.u32()?;
         let channel = r.u32()?;
-        let (_gpa, _size, _intid, _pad, _hop) = (r.u64()?, r.u64()?, r.u32()?, r.u32()?, r.u64()?);
+        let (_gpa, _size, _intid, _pad, hop) = (r.u64()?, r.u64()?, r.u32()?, r.u32()?, r.u64()?);
         let bad = ConfigError::InvalidField { offset: at };
         let class = Class::from_virtio_id(id).ok_or(bad)?;
         if channel != u32::from(class.channel_id()) {
             return Err(bad);
         }
-        present[class.index()] = true;
+        present.on[class.index()] = true;
+        present.hop[class.index()] = Some(hop);
     }
     Ok(present)
 }
@@ -102,7 +113,7 @@ pub fn virtio_classes(payload: &[u8]) -> Result<[bool; CLASSES], ConfigError> {
 /// # Errors
 /// The section's [`ConfigError`] (a VMM with a bad configuration must not
 /// guess).
-pub fn present(config: Option<&ConfigRegion<'_>>) -> Result<[bool; CLASSES], ConfigError> {
+pub fn present(config: Option<&ConfigRegion<'_>>) -> Result<Present, ConfigError> {
     if let Some(s) = config.and_then(|c| c.section(VMM_VIRTIO)) {
         if s.version != 1 {
             return Err(ConfigError::SectionVersion {
@@ -113,9 +124,9 @@ pub fn present(config: Option<&ConfigRegion<'_>>) -> Result<[bool; CLASSES], Con
         }
         return virtio_classes(s.payload());
     }
-    let mut present = [false; CLASSES];
+    let mut present = Present::default();
     for c in Class::ALL {
-        present[c.index()] = c.present_by_name();
+        present.on[c.index()] = c.present_by_name();
     }
     Ok(present)
 }
@@ -133,7 +144,8 @@ mod tests {
         for (id, ch) in devs {
             v.extend_from_slice(&id.to_le_bytes());
             v.extend_from_slice(&ch.to_le_bytes());
-            v.extend_from_slice(&[0u8; 32]);
+            v.extend_from_slice(&[0u8; 24]);
+            v.extend_from_slice(&(0x6000_0000 + u64::from(*ch)).to_le_bytes());
         }
         v
     }
@@ -141,10 +153,11 @@ mod tests {
     #[test]
     fn the_virtio_section_names_the_present_classes() {
         let p = virtio_classes(&section(&[(3, 1), (2, 2)])).unwrap();
-        assert_eq!(p, [true, true, false, false, false]);
+        assert_eq!(p.on, [true, true, false, false, false]);
+        assert_eq!(p.hop[1], Some(0x6000_0000 + 2));
         let p = virtio_classes(&section(&[(36, 4)])).unwrap();
-        assert_eq!(p, [false, false, false, true, false]);
-        assert_eq!(virtio_classes(&section(&[])).unwrap(), [false; CLASSES]);
+        assert_eq!(p.on, [false, false, false, true, false]);
+        assert_eq!(virtio_classes(&section(&[])).unwrap(), Present::default());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The VMM protection domain's parts: the guest-physical layout it presents
 //! ([`layout`]), the device classes and their fixed slots ([`Class`]),
 //! which classes this VMM serves ([`hops`]), guest RAM over a runtime
-//! [`Region`] ([`RegionRam`]), one module per device class ([`console`]),
+//! [`Region`] ([`RegionRam`]), one module per device class ([`console`],
+//! [`blk`]),
 //! and the bus of all slots ([`Devices`]). The PD itself is
 //! `src/bin/vmm.rs`.
 //!
@@ -13,8 +14,9 @@
 //! class the VMM has no hop for sits in its slot as [`Empty`] (reads as
 //! zeros: no virtio magic, so a driver skips it). To add class `X`:
 //!
-//! 1. write `src/x.rs` with `pub type Device`, `pub fn present_by_name()`,
-//!    `pub fn attach() -> Option<Device>` (see [`console`]);
+//! 1. write `src/x.rs` with a `Device` that is an `MmioDevice`,
+//!    `pub fn present_by_name()`, `pub fn attach(hop) -> Option<Device>`
+//!    (see [`console`], [`blk`]);
 //! 2. add the field `x: Option<x::Device>` to [`Devices`], and one line
 //!    each in [`Devices::attach`], [`Devices::bus`] and
 //!    [`Class::present_by_name`];
@@ -22,6 +24,7 @@
 //!    bus poll of its slot is already generic).
 #![no_std]
 
+pub mod blk;
 pub mod can;
 pub mod console;
 pub mod hops;
@@ -155,8 +158,9 @@ impl Class {
     pub fn present_by_name(self) -> bool {
         match self {
             Class::Serial => console::present_by_name(),
+            Class::Blk => blk::present_by_name(),
             Class::Can => can::present_by_name(),
-            Class::Blk | Class::Eth | Class::Snd => false,
+            Class::Eth | Class::Snd => false,
         }
     }
 }
@@ -213,6 +217,8 @@ pub struct AttachError(pub Class);
 pub struct Devices {
     /// Slot 0.
     pub console: Option<console::Device>,
+    /// Slot 1.
+    pub blk: Option<blk::Device>,
     /// Slot 3.
     pub can: Option<can::Device>,
     empty: [Empty; CLASSES],
@@ -232,10 +238,16 @@ impl Devices {
     /// # Errors
     /// [`AttachError`] naming a present class whose device could not be
     /// built.
-    pub fn attach(present: [bool; CLASSES]) -> Result<Devices, AttachError> {
-        let on = |c: Class| present[c.index()];
+    pub fn attach(present: &hops::Present) -> Result<Devices, AttachError> {
+        let on = |c: Class| present.on[c.index()];
+        let hop = |c: Class| present.hop[c.index()];
         let console = if on(Class::Serial) {
             Some(console::attach().ok_or(AttachError(Class::Serial))?)
+        } else {
+            None
+        };
+        let blk = if on(Class::Blk) {
+            Some(blk::attach(hop(Class::Blk)).ok_or(AttachError(Class::Blk))?)
         } else {
             None
         };
@@ -246,6 +258,7 @@ impl Devices {
         };
         Ok(Devices {
             console,
+            blk,
             can,
             empty: [Empty; CLASSES],
         })
@@ -255,6 +268,7 @@ impl Devices {
     pub fn present(&self) -> [bool; CLASSES] {
         let mut p = [false; CLASSES];
         p[Class::Serial.index()] = self.console.is_some();
+        p[Class::Blk.index()] = self.blk.is_some();
         p[Class::Can.index()] = self.can.is_some();
         p
     }
@@ -264,7 +278,7 @@ impl Devices {
         let [e0, e1, e2, e3, e4] = &mut self.empty;
         [
             slot(&mut self.console, e0),
-            e1,
+            slot(&mut self.blk, e1),
             e2,
             slot(&mut self.can, e3),
             e4,

@@ -3,8 +3,10 @@
 //!
 //! After lockdown a PD may only do what the runtime needs to run the event
 //! loop: read/write its descriptors, wait on epoll, send/receive PPC and
-//! control messages, tell the time, sleep, and exit. Everything else — in
-//! particular `open`/`openat`, `mmap`/`mprotect`/`mremap`/`munmap`/`brk`,
+//! control messages, tell the time, sleep, and exit — plus positioned I/O,
+//! `lseek` and `fdatasync` on its descriptors, which is how a driver uses a
+//! bound disk image (no new authority: only descriptors it was given).
+//! Everything else — in particular `open`/`openat`, `mmap`/`mprotect`/`mremap`/`munmap`/`brk`,
 //! `kill`/`tgkill`/`ptrace`/`process_vm_writev`, `fork`/`clone`/`execve` —
 //! traps with SIGSYS, which the supervisor (the PD's tracer) reports as a
 //! forbidden syscall and stops the PD. A foreign architecture or the x32
@@ -15,7 +17,13 @@ const ALLOWED: &[(u32, &str)] = &[
     (0, "read: eventfds, pipes"),
     (1, "write: eventfds, log lines"),
     (3, "close: the PD's own descriptors"),
+    (8, "lseek: the size of a bound disk image (SEEK_END)"),
     (15, "rt_sigreturn: return from a signal frame"),
+    (
+        17,
+        "pread64: a bound disk image (only descriptors the PD was given)",
+    ),
+    (18, "pwrite64: a bound disk image"),
     (20, "writev: std's stderr on panic"),
     (24, "sched_yield"),
     (35, "nanosleep"),
@@ -24,6 +32,7 @@ const ALLOWED: &[(u32, &str)] = &[
     (46, "sendmsg"),
     (47, "recvmsg"),
     (60, "exit"),
+    (75, "fdatasync: a bound disk image's flush and FUA writes"),
     (186, "gettid: std's panic path names the current thread"),
     (202, "futex: libc-internal locks"),
     (228, "clock_gettime (when the vDSO falls back)"),

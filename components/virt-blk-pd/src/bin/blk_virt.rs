@@ -3,7 +3,7 @@
 #![no_std]
 #![no_main]
 
-use bulkhead_runtime::{debug_println, ChannelSet, Handler};
+use bulkhead_runtime::{debug_println, ChannelSet, Child, FaultInfo, Handler, MessageInfo};
 use bulkhead_virt_blk_pd::config::VirtConfig;
 use bulkhead_virt_blk_pd::pd::BlkVirt;
 
@@ -31,6 +31,24 @@ impl Handler for BlkVirtPd {
 
     fn notified(&mut self, channels: ChannelSet) {
         self.0.run(channels);
+    }
+
+    /// A system may make the driver a child of `blk_virt`: a faulted
+    /// driver is restarted (Microkit restart, memory kept). The driver then
+    /// publishes a new epoch and `blk_virt` resends what it held.
+    fn fault(&mut self, child: Child, msg: MessageInfo) -> bool {
+        let f = FaultInfo::from_message(msg);
+        debug_println!(
+            "blk_virt: child {} faulted ({} at {:#x}, pc {:#x}); restarting it",
+            child.id(),
+            f.kind.name(),
+            f.addr,
+            f.pc
+        );
+        if let Err(e) = child.restart() {
+            debug_println!("blk_virt: restart of child {} failed: {e}", child.id());
+        }
+        false
     }
 }
 

@@ -44,6 +44,11 @@ impl VmmPd {
                 let _ = Class::Serial.channel().notify();
             }
         }
+        if let Some(blk) = self.devices.blk.as_mut() {
+            if blk.take_notify() {
+                let _ = Class::Blk.channel().notify();
+            }
+        }
     }
 
     /// Backend work of `class` after its virtualiser signalled, then the
@@ -62,7 +67,13 @@ impl VmmPd {
                     can.pump();
                 }
             }
-            Class::Blk | Class::Eth | Class::Snd => {}
+            Class::Blk => {
+                if let Some(blk) = self.devices.blk.as_mut() {
+                    // The device appears with blk_virt's info; completions.
+                    blk.completions();
+                }
+            }
+            Class::Eth | Class::Snd => {}
         }
         let irq = self
             .bus
@@ -77,7 +88,7 @@ impl Handler for VmmPd {
         let config = bulkhead_runtime::config().unwrap_or_else(|_| stop("unusable configuration"));
         let present = hops::present(config.as_ref())
             .unwrap_or_else(|_| stop("configuration's virtio section refused"));
-        let devices = Devices::attach(present).unwrap_or_else(|e| {
+        let devices = Devices::attach(&present).unwrap_or_else(|e| {
             debug_println!("{}: {} device not built", pd_name(), e.0.name());
             bulkhead_runtime::halt(1)
         });
@@ -89,7 +100,7 @@ impl Handler for VmmPd {
         }
         let mut names = [""; CLASSES];
         for c in Class::ALL {
-            if present[c.index()] {
+            if present.on[c.index()] {
                 names[c.index()] = c.name();
             }
         }
