@@ -3,6 +3,8 @@
 # a raw arm64 `Image` and a busybox initramfs that loads the virtio modules.
 #
 #   scripts/guest-image.sh      build, or say the outputs are up to date
+#   scripts/guest-image.sh --vmlinuz-to-image VMLINUZ IMAGE
+#                               only turn a vmlinuz into a raw Image
 #
 # Outputs (stable paths; the seL4 VMM and tests/linux load them):
 #   build/guest/Image            raw arm64 Image (header magic "ARM\x64"), to
@@ -25,16 +27,73 @@
 #
 # GUEST_OUT overrides the output directory (default build/guest).
 set -euo pipefail
+say() { printf 'guest-image: %s\n' "$*"; }
+die() { printf 'guest-image: error: %s\n' "$*" >&2; exit 1; }
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+le() { # file offset bytes -> unsigned little-endian integer
+    od -An -v --endian=little -t "u$3" -j "$2" -N "$3" "$1" | tr -d ' '
+}
+hexat() { # file offset bytes -> hex string
+    od -An -v -t x1 -j "$2" -N "$3" "$1" | tr -d ' \n'
+}
+decompress() { # compression name -> filter command on stdin/stdout
+    case "$1" in
+    gzip) gzip -dc ;;
+    xz) xz -dc ;;
+    lzma) xz --format=lzma -dc ;;
+    zstd) zstd -dcq ;;
+    lz4) lz4 -dc ;;
+    bzip2) bzip2 -dc ;;
+    *) die "unknown compression '$1'" ;;
+    esac
+}
+# Debian's vmlinuz is, depending on the release, the Image itself (an EFI
+# stub PE file with the arm64 header), a gzip'd Image, or an EFI "zboot"
+# image (a small PE decompressor with the compressed Image as payload).
+vmlinuz_to_image() { # vmlinuz image -> writes the raw Image, sets $format
+    local in=$1 out=$2 off size comp
+    if [ "$(hexat "$in" 56 4)" = 41524d64 ]; then
+        format=raw
+        cp "$in" "$out"
+    elif [ "$(hexat "$in" 0 2)" = 1f8b ]; then
+        format=gzip
+        gzip -dc "$in" >"$out" || die "cannot decompress $in (gzip)"
+    elif [ "$(hexat "$in" 0 2)" = 4d5a ] && [ "$(hexat "$in" 4 4)" = 7a696d67 ]; then
+        # zboot header: "MZ\0\0", "zimg", le32 payload offset, le32 payload
+        # size, 8 reserved bytes, the compression name (NUL-terminated) at
+        # 0x18 (Linux drivers/firmware/efi/libstub/zboot-header.S).
+        off=$(le "$in" 8 4)
+        size=$(le "$in" 12 4)
+        comp=$(dd if="$in" bs=1 skip=24 count=32 status=none | tr '\0' '\n' | sed -n 1p)
+        format="zboot-$comp"
+        # One reader of exactly the payload (a `tail | head` pipe would fail
+        # on the SIGPIPE head gives tail).
+        dd if="$in" bs=64K iflag=skip_bytes,count_bytes skip="$off" count="$size" status=none |
+            decompress "$comp" >"$out" ||
+            die "cannot decompress the $comp payload of $in"
+    else
+        die "$in is none of: raw arm64 Image, gzip, EFI zboot (starts $(hexat "$in" 0 8))"
+    fi
+    [ "$(hexat "$out" 56 4)" = 41524d64 ] || die "the Image unpacked from $in ($format) has no arm64 magic"
+}
+
+# scripts/guest-image.sh --vmlinuz-to-image VMLINUZ IMAGE: only that step
+# (tests/linux feeds it each format).
+if [ "${1:-}" = --vmlinuz-to-image ]; then
+    [ $# -eq 3 ] || die "usage: guest-image.sh --vmlinuz-to-image VMLINUZ IMAGE"
+    vmlinuz_to_image "$2" "$3"
+    say "$2: $format, raw Image written to $3"
+    exit 0
+fi
+[ $# -eq 0 ] || die "usage: guest-image.sh [--vmlinuz-to-image VMLINUZ IMAGE]"
+
 cd "$(dirname "$0")/.."
 
 OUT=${GUEST_OUT:-build/guest}
 META=linux-image-arm64
 BUSYBOX=busybox-static
 ARCH=arm64
-
-say() { printf 'guest-image: %s\n' "$*"; }
-die() { printf 'guest-image: error: %s\n' "$*" >&2; exit 1; }
-is_root() { [ "$(id -u)" -eq 0 ]; }
 
 mkdir -p "$OUT"
 # Two builds at once (a test and a developer, say) would share the work
@@ -59,7 +118,7 @@ apt_update() {
     apt-get update -q >/dev/null
     apt_updated=1
 }
-if ! dpkg --print-foreign-architectures | grep -qx "$ARCH"; then
+if ! dpkg --print-foreign-architectures | grep -x "$ARCH" >/dev/null; then
     is_root || die "dpkg has no $ARCH architecture: as root run 'dpkg --add-architecture $ARCH && apt-get update'"
     say "adding the $ARCH architecture to dpkg"
     dpkg --add-architecture "$ARCH"
@@ -87,8 +146,11 @@ fi
 [ -n "$meta_ver" ] || die "apt knows no $META:$ARCH"
 # The metapackage depends on exactly one versioned image package, e.g.
 # "linux-image-6.1.0-56-arm64 (= 6.1.192-2)".
-dep=$(apt-cache show "$META:$ARCH=$meta_ver" | sed -n 's/^Depends: //p' | head -n1 |
-    tr ',' '\n' | sed 's/^ *//' | grep '^linux-image-' | head -n1)
+# (Every reader below reads to the end: with pipefail, a reader that stops
+# early would fail the pipe with the writer's SIGPIPE.)
+dep=$(apt-cache show "$META:$ARCH=$meta_ver" |
+    awk '/^Depends:/ && !done { done = 1; sub(/^Depends: */, ""); n = split($0, d, / *, */)
+        for (i = 1; i <= n; i++) if (d[i] ~ /^linux-image-/ && !found) { found = 1; print d[i] } }')
 kpkg=${dep%% *}
 kver=$(printf '%s' "$dep" | sed -n 's/.*(= *\([^)]*\)).*/\1/p')
 if [ -z "$kpkg" ] || [ -z "$kver" ]; then
@@ -172,52 +234,15 @@ moddir="$kdir/lib/modules/$krel"
 [ -x "$bbdir/bin/busybox" ] || die "$BUSYBOX has no bin/busybox"
 
 # --- the kernel: a raw arm64 Image -------------------------------------------
-le() { # file offset bytes -> unsigned little-endian integer
-    od -An -v --endian=little -t "u$3" -j "$2" -N "$3" "$1" | tr -d ' '
-}
-hexat() { # file offset bytes -> hex string
-    od -An -v -t x1 -j "$2" -N "$3" "$1" | tr -d ' \n'
-}
-decompress() { # compression name -> filter command on stdin/stdout
-    case "$1" in
-    gzip) gzip -dc ;;
-    xz) xz -dc ;;
-    lzma) xz --format=lzma -dc ;;
-    zstd) zstd -dcq ;;
-    lz4) lz4 -dc ;;
-    bzip2) bzip2 -dc ;;
-    *) die "unknown compression '$1'" ;;
-    esac
-}
-# Debian's vmlinuz is, depending on the release, the Image itself (an EFI
-# stub PE file with the arm64 header), a gzip'd Image, or an EFI "zboot"
-# image (a small PE decompressor with the compressed Image as payload).
 tmp="$OUT/Image.tmp"
-if [ "$(hexat "$vmlinuz" 56 4)" = 41524d64 ]; then
-    format=raw
-    cp "$vmlinuz" "$tmp"
-elif [ "$(hexat "$vmlinuz" 0 2)" = 1f8b ]; then
-    format=gzip
-    gzip -dc "$vmlinuz" >"$tmp"
-elif [ "$(hexat "$vmlinuz" 0 2)" = 4d5a ] && [ "$(hexat "$vmlinuz" 4 4)" = 7a696d67 ]; then
-    # zboot header: "MZ", pad, "zimg", le32 payload offset, le32 payload
-    # size, 8 bytes pad, then the compression name (NUL-padded) at 0x18.
-    off=$(le "$vmlinuz" 8 4)
-    size=$(le "$vmlinuz" 12 4)
-    comp=$(dd if="$vmlinuz" bs=1 skip=24 count=32 status=none | tr -d '\0')
-    format="zboot-$comp"
-    tail -c +"$((off + 1))" "$vmlinuz" | head -c "$size" | decompress "$comp" >"$tmp"
-else
-    die "vmlinuz-$krel is none of: raw arm64 Image, gzip, EFI zboot (starts $(hexat "$vmlinuz" 0 8))"
-fi
-[ "$(hexat "$tmp" 56 4)" = 41524d64 ] || die "the Image unpacked from vmlinuz-$krel ($format) has no arm64 magic"
+vmlinuz_to_image "$vmlinuz" "$tmp"
 text_offset=$(le "$tmp" 8 8)
 image_size=$(le "$tmp" 16 8)
 mv "$tmp" "$OUT/Image"
 
 # --- modules: guest/modules.list plus their dependencies, in load order ------
 modinfo_field() { # .ko field -> value (the .modinfo section holds NUL-separated key=value)
-    tr '\0' '\n' <"$1" | sed -n "s/^$2=//p" | head -n1
+    tr '\0' '\n' <"$1" | sed -n "s/^$2=//p" | sed -n 1p
 }
 declare -A ko_of=()
 while read -r f; do
