@@ -7,6 +7,14 @@
 //!   compares; then the disk image on the host must hold exactly that
 //!   pattern in every sector.
 //!
+//! - `storage.system`: the driver, `blk_virt` and two clients on a GPT
+//!   disk with partitions `client_a` and `client_b` (1 MiB each). Each
+//!   client writes its pattern over its whole partition, flushes, reads it
+//!   back and compares; `blk_client_b` also writes and reads one sector past
+//!   its partition and must get IOERR for both. Then, on the host, each
+//!   partition must hold exactly its client's pattern, and every other byte
+//!   of the image (GPT, gaps, the rest of the disk) must be unchanged.
+//!
 //! Each test builds its disk image under `build/storage/` (the path the
 //! system's `.qemu-args` sidecar names), packs into its own
 //! `SDK_BUILD_DIR`, boots, waits for its lines (or a failure line), stops
@@ -15,10 +23,15 @@
 //! Without `MICROKIT_SDK` at build time they are reported as ignored with a
 //! `SKIPPED:` reason (see build.rs and boot.rs).
 
+// Host-side offsets into disk images of a few MiB.
+#![allow(clippy::cast_possible_truncation)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bulkhead_sel4_blk_pds::{pattern_byte, seed, SECTOR};
+#[cfg_attr(not(microkit_sdk), allow(unused_imports))]
+use drv_host_blk_file::gpt::{self, PartSpec, Placed};
 
 /// Fragments no console line may contain: a PD fault, a kernel complaint, a
 /// client or the driver giving up.
@@ -29,6 +42,8 @@ const FORBIDDEN: &[&str] = &[
     "not started",
     "device error",
     "PANIC",
+    "refused",
+    "no configuration region",
 ];
 
 #[cfg_attr(not(microkit_sdk), allow(dead_code))]
@@ -97,7 +112,7 @@ fn verdict_and_pattern_checks_can_fail() {
 /// What only runs with an SDK.
 #[cfg(microkit_sdk)]
 mod with_sdk {
-    use super::{root, verdict, BOOT_TIMEOUT};
+    use super::{root, BOOT_TIMEOUT};
     use std::io::Read;
     use std::process::{Command, Stdio};
     use std::sync::mpsc::RecvTimeoutError;
@@ -109,11 +124,11 @@ mod with_sdk {
     }
 
     /// Packs `system` into `out` (relative to the repo root), boots it on
-    /// `qemu_virt_aarch64`, and returns the console once `verdict` is
-    /// satisfied, a forbidden line appeared, QEMU ended, or the timeout
-    /// passed. QEMU is stopped before this returns, so the disk image is
-    /// complete on the host.
-    pub fn boot(system: &str, out: &str, want: &[String]) -> String {
+    /// `qemu_virt_aarch64`, and returns the console once `verdict` says
+    /// `None` (all there) or a forbidden line appeared, QEMU ended, or the
+    /// timeout passed. QEMU is stopped before this returns, so the disk
+    /// image is complete on the host.
+    pub fn boot_until(system: &str, out: &str, verdict: &dyn Fn(&str) -> Option<String>) -> String {
         let mut child = Command::new("scripts/sdk.sh")
             .current_dir(root())
             .args(["qemu", &sdk(), "qemu_virt_aarch64", "debug", system])
@@ -138,7 +153,7 @@ mod with_sdk {
         let deadline = Instant::now() + BOOT_TIMEOUT;
         let mut text = String::new();
         loop {
-            match verdict(&text, want) {
+            match verdict(&text) {
                 None => break,
                 Some(v) if v.starts_with("forbidden") => break,
                 Some(_) => {}
@@ -182,12 +197,16 @@ fn virtio_blk_driver_serves_a_client_on_qemu() {
             "blk_client_a: done".to_string(),
         ]
         .into();
-        let console = with_sdk::boot(
+        // Completions arrive by interrupt (QEMU completes block requests
+        // on its I/O threads), so the driver must log its first one.
+        let irq = vec!["virtio_blk_driver: first interrupt".to_string()];
+        let done = |c: &str| verdict(c, &want).or_else(|| verdict(c, &irq));
+        let console = with_sdk::boot_until(
             "tests/sel4/systems/storage-driver.system",
             "build/storage/driver",
-            &want,
+            &done,
         );
-        if let Some(v) = verdict(&console, &want) {
+        if let Some(v) = done(&console) {
             panic!("{v}; console:\n{console}");
         }
         let bytes = std::fs::read(&img).expect("read image");
@@ -196,6 +215,191 @@ fn virtio_blk_driver_serves_a_client_on_qemu() {
             first_foreign_sector(&bytes, 0, SECTORS, "blk_client_a"),
             None,
             "the disk must hold the client's pattern in every sector"
+        );
+    }
+}
+
+/// The disk of the two-client test: 8 MiB, two 1 MiB partitions.
+const DISK_SECTORS: u64 = 8 * 2048;
+/// Sectors of each client's partition.
+const PART_SECTORS: u64 = 2048;
+
+/// blk_virt's configuration region for `storage.system`: compose's hops
+/// section (driver channel 0, the `drv` hop at 0x6200_0000 with 2 MiB data
+/// regions, client a on channel 1 at 0x6280_0000, client b on channel 2 at
+/// 0x6300_0000) and storage policy (each client's partition in bytes,
+/// writable, no budget).
+fn blk_virt_config(parts: &[Placed]) -> Vec<u8> {
+    use bulkhead_virt_blk_pd::config::{HOPS, POLICY, VERSION};
+    let mut hops = bulkhead_config::SectionWriter::new();
+    hops.u32(0).u32(2).u64(0x6200_0000).u64(0x20_0000);
+    hops.u32(1).u32(0).u64(0x6280_0000);
+    hops.u32(2).u32(1).u64(0x6300_0000);
+    let mut policy = bulkhead_config::SectionWriter::new();
+    policy.u32(2).u32(0);
+    for (channel, p) in [1u32, 2].into_iter().zip(parts) {
+        let start = p.first * SECTOR as u64;
+        let size = p.sectors * SECTOR as u64;
+        policy.u32(channel).u32(0).u64(start).u64(size);
+        policy.u32(0).u32(0).u64(0);
+    }
+    bulkhead_config::ConfigBuilder::new("blk_virt")
+        .section(HOPS, VERSION, &hops.into_bytes())
+        .section(POLICY, VERSION, &policy.into_bytes())
+        .build()
+        .expect("config region")
+}
+
+#[test]
+fn blk_virt_config_is_what_blk_virt_reads() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("storage-config");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let parts = gpt::build(
+        &dir.join("disk.img"),
+        DISK_SECTORS,
+        &[
+            PartSpec {
+                name: "client_a".into(),
+                sectors: PART_SECTORS,
+            },
+            PartSpec {
+                name: "client_b".into(),
+                sectors: PART_SECTORS,
+            },
+        ],
+    )
+    .expect("GPT image");
+    let bytes = blk_virt_config(&parts);
+    let region = bulkhead_config::ConfigRegion::parse(&bytes, "blk_virt").expect("parses");
+    let cfg = bulkhead_virt_blk_pd::config::VirtConfig::parse(&region).expect("blk_virt reads it");
+    assert_eq!((cfg.driver_channel, cfg.driver_hop), (0, 0x6200_0000));
+    let c = cfg.clients();
+    assert_eq!(c.len(), 2);
+    assert_eq!((c[0].channel, c[0].hop), (1, 0x6280_0000));
+    assert_eq!((c[1].channel, c[1].hop), (2, 0x6300_0000));
+    assert_eq!(c[0].policy.start, parts[0].first * 512);
+    assert_eq!(c[1].policy.size, PART_SECTORS * 512);
+    assert!(!c[0].policy.read_only && !c[1].policy.read_only);
+    assert!(bytes.len() <= 0x1000, "fits its 4 KiB region");
+    // The system file maps what the configuration names.
+    let sys = std::fs::read_to_string(root().join("tests/sel4/systems/storage.system"))
+        .expect("storage.system");
+    for (mr, vaddr) in [
+        ("blk_drv_req", "0x6200_0000"),
+        ("blk_a_req", "0x6280_0000"),
+        ("blk_b_req", "0x6300_0000"),
+    ] {
+        let needle = format!("<map mr=\"{mr}\" vaddr=\"{vaddr}\"");
+        assert!(sys.contains(&needle), "storage.system lacks {needle}");
+    }
+}
+
+// BLOCKED on seL4 (2026-11-25, checked with the 2.3.0 SDK): `blk_virt`
+// reads its configuration with `bulkhead_runtime::config()`, which on the
+// seL4 backend finds no region (only regions a PD lists in
+// `protection_domain!` exist there, and `as_read_only_bytes` refuses every
+// region, since seL4 tells a PD nothing about other PDs' maps): the boot
+// prints `blk_virt: no configuration region`. Everything else is in place
+// (the driver serves, the system packs, the configuration parses as
+// blk_virt parses it: `blk_virt_config_is_what_blk_virt_reads`). Run it
+// with `--ignored` once the runtime can hand a PD its configuration on seL4.
+#[test]
+#[cfg_attr(
+    not(microkit_sdk),
+    ignore = "SKIPPED: MICROKIT_SDK not set — cannot pack or boot seL4 images (make test MICROKIT_SDK=/path/to/sdk)"
+)]
+#[cfg_attr(
+    microkit_sdk,
+    ignore = "BLOCKED: blk_virt cannot read its configuration region on seL4 yet (runtime config()); see the comment above this test"
+)]
+fn two_clients_share_the_disk_through_blk_virt_on_qemu() {
+    #[cfg(microkit_sdk)]
+    {
+        let img = root().join("build/storage/storage.img");
+        let out = "build/storage/virt";
+        std::fs::create_dir_all(root().join(out)).expect("mkdir");
+        let parts = gpt::build(
+            &img,
+            DISK_SECTORS,
+            &[
+                PartSpec {
+                    name: "client_a".into(),
+                    sectors: PART_SECTORS,
+                },
+                PartSpec {
+                    name: "client_b".into(),
+                    sectors: PART_SECTORS,
+                },
+            ],
+        )
+        .expect("GPT image");
+        // Nothing is random in the image: fill the partitions with a marker
+        // so a sector left unwritten is caught, and keep the whole image
+        // to compare everything outside them afterwards.
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&img)
+                .expect("open image");
+            for p in &parts {
+                let fill = vec![0x5a; (p.sectors * SECTOR as u64) as usize];
+                f.write_all_at(&fill, p.first * SECTOR as u64)
+                    .expect("fill partition");
+            }
+        }
+        let before = std::fs::read(&img).expect("read image");
+        std::fs::write(
+            root().join(out).join("blk_virt_config.bin"),
+            blk_virt_config(&parts),
+        )
+        .expect("write blk_virt config");
+        let want: Vec<String> = [
+            format!("virtio_blk_driver: transport 7: {DISK_SECTORS} sectors"),
+            format!("blk_client_a: wrote, flushed and verified {PART_SECTORS} sectors"),
+            "blk_client_a: done".to_string(),
+        ]
+        .into();
+        let want_b: Vec<String> = [
+            format!("blk_client_b: wrote, flushed and verified {PART_SECTORS} sectors"),
+            "blk_client_b: write past the partition: IOERR".to_string(),
+            "blk_client_b: read past the partition: IOERR".to_string(),
+            "blk_client_b: done".to_string(),
+        ]
+        .into();
+        // The two clients interleave: each one's lines are checked in its
+        // own order, and both must be complete.
+        let console = with_sdk::boot_until("tests/sel4/systems/storage.system", out, &|c: &str| {
+            verdict(c, &want).or_else(|| verdict(c, &want_b))
+        });
+        if let Some(v) = verdict(&console, &want).or_else(|| verdict(&console, &want_b)) {
+            panic!("{v}; console:\n{console}");
+        }
+        let after = std::fs::read(&img).expect("read image");
+        assert_eq!(after.len(), before.len());
+        for (p, name) in parts.iter().zip(["blk_client_a", "blk_client_b"]) {
+            assert_eq!(
+                first_foreign_sector(&after, p.first, p.sectors, name),
+                None,
+                "partition {} must hold exactly {name}'s pattern",
+                p.name
+            );
+        }
+        let inside = |sector: u64| {
+            parts
+                .iter()
+                .any(|p| sector >= p.first && sector < p.first + p.sectors)
+        };
+        let changed: Vec<u64> = (0..DISK_SECTORS)
+            .filter(|&s| !inside(s))
+            .filter(|&s| {
+                let r = (s as usize) * SECTOR..(s as usize + 1) * SECTOR;
+                before[r.clone()] != after[r]
+            })
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "sectors outside the partitions changed: {changed:?}"
         );
     }
 }

@@ -291,8 +291,10 @@ impl Driver {
     }
 }
 
-/// The PD: `None` when bring-up failed (it then answers nothing and says why once).
-struct Pd(Option<Driver>);
+/// The PD: `None` when bring-up failed (it then answers nothing and says
+/// why once); and whether the device's interrupt has arrived yet (logged
+/// once, so a boot transcript shows the IRQ path works).
+struct Pd(Option<Driver>, bool);
 
 impl Handler for Pd {
     fn init() -> Self {
@@ -301,11 +303,11 @@ impl Handler for Pd {
                 d.pump();
                 // The info block is new: tell the upper side.
                 let _ = VIRT.notify();
-                Pd(Some(d))
+                Pd(Some(d), false)
             }
             Err(why) => {
                 debug_println!("virtio_blk_driver: not started: {why}");
-                Pd(None)
+                Pd(None, false)
             }
         }
     }
@@ -313,6 +315,10 @@ impl Handler for Pd {
     fn notified(&mut self, channels: ChannelSet) {
         let Some(d) = self.0.as_mut() else { return };
         if channels.contains(IRQ) {
+            if !self.1 {
+                self.1 = true;
+                debug_println!("virtio_blk_driver: first interrupt");
+            }
             if let Err(e) = d.blk.interrupt() {
                 debug_println!(
                     "virtio_blk_driver: device error {e:?}: device reset, requests fail"
