@@ -22,14 +22,17 @@
 # depends on; VERSION records it. Downloads are cached in build/guest/debs
 # and unpacked packages in build/guest/pkgs, so a second run with the same
 # package versions and the same guest/ files does nothing. Needs apt-get,
-# dpkg-deb, cpio and gzip; as root it adds the arm64 architecture to dpkg
-# and installs cpio when they are missing (otherwise it says what to do).
+# dpkg-deb, cpio and gzip; as root (or through sudo) it adds the arm64
+# architecture to dpkg and installs cpio when they are missing.
 #
 # GUEST_OUT overrides the output directory (default build/guest).
 set -euo pipefail
 say() { printf 'guest-image: %s\n' "$*"; }
 die() { printf 'guest-image: error: %s\n' "$*" >&2; exit 1; }
 is_root() { [ "$(id -u)" -eq 0 ]; }
+# Privileged steps run as root, through sudo when not root (as setup.sh does).
+can_admin() { is_root || command -v sudo >/dev/null 2>&1; }
+admin() { if is_root; then "$@"; else sudo "$@"; fi; }
 
 le() { # file offset bytes -> unsigned little-endian integer
     od -An -v --endian=little -t "u$3" -j "$2" -N "$3" "$1" | tr -d ' '
@@ -106,22 +109,22 @@ for t in apt-get apt-cache dpkg dpkg-deb gzip sha256sum od flock; do
     command -v "$t" >/dev/null 2>&1 || die "needs '$t' (a Debian system with apt)"
 done
 if ! command -v cpio >/dev/null 2>&1; then
-    is_root || die "needs cpio: run 'apt-get install cpio' as root"
+    can_admin || die "needs cpio: run 'apt-get install cpio' as root"
     say "installing cpio (packs the initramfs)"
-    apt-get install -y -q cpio >/dev/null
+    admin env DEBIAN_FRONTEND=noninteractive apt-get install -y -q cpio >/dev/null
 fi
 
 apt_updated=
 apt_update() {
-    is_root || die "the arm64 package index is missing or stale: as root run 'dpkg --add-architecture arm64 && apt-get update'"
+    can_admin || die "the arm64 package index is missing or stale: as root run 'dpkg --add-architecture arm64 && apt-get update'"
     say "apt-get update (arm64 package index)"
-    apt-get update -q >/dev/null
+    admin apt-get update -q >/dev/null
     apt_updated=1
 }
 if ! dpkg --print-foreign-architectures | grep -x "$ARCH" >/dev/null; then
-    is_root || die "dpkg has no $ARCH architecture: as root run 'dpkg --add-architecture $ARCH && apt-get update'"
+    can_admin || die "dpkg has no $ARCH architecture: as root run 'dpkg --add-architecture $ARCH && apt-get update'"
     say "adding the $ARCH architecture to dpkg"
-    dpkg --add-architecture "$ARCH"
+    admin dpkg --add-architecture "$ARCH"
     apt_update
 fi
 
@@ -193,7 +196,7 @@ fetch() { # package version -> $deb, the path of the .deb
         if ! (cd "$OUT/debs" && apt-get download -q "${sandbox[@]}" "$pkg:$ARCH=$ver" >/dev/null); then
             # The archive keeps only current versions (security updates
             # replace them): with a stale index, update it and resolve again.
-            if [ -z "$apt_updated" ] && [ -z "${GUEST_IMAGE_RETRIED:-}" ] && is_root; then
+            if [ -z "$apt_updated" ] && [ -z "${GUEST_IMAGE_RETRIED:-}" ] && can_admin; then
                 say "download failed; updating the package index and resolving again"
                 apt_update
                 exec 9>&- # the lock: the new run takes it afresh
