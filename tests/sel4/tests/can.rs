@@ -10,6 +10,13 @@
 //!   stands where `can_virt` sits; classic and FD frames go out through
 //!   the driver and are seen by the ECU, the ECU's frames come back as RX
 //!   events.
+//! - `can.system`: the whole path — two guests' CAN devices (`can_guest`
+//!   PDs speaking the VMM hop) through `can_virt` (configured as `bulkhead
+//!   compose` configures it, `systems/can/`) and the driver: the ECU sees
+//!   both guests' whitelisted frames (classic and FD), guest_b's forged
+//!   0x300 is refused and counted, and each ECU answer reaches exactly the
+//!   guests whose filters accept it. BLOCKED until `can_virt` can read its
+//!   configuration on seL4 (see that test).
 //! - `can-imx8mp.system` on `imx8mp_evk`: the FlexCAN driver PD packs with
 //!   the real tool and boots; QEMU's `imx8mp-evk` has no FlexCAN, so the
 //!   driver must reach its registers without a fault, find no controller
@@ -28,6 +35,15 @@ use std::time::Duration;
 
 /// Lines no CAN test console may contain.
 const FORBIDDEN: &[&str] = &["stopping", "corrupt", "FAILED", "MON|ERROR", "cannot load"];
+/// What the whole-path console may not contain either: a frame reaching a
+/// guest whose filters do not accept it (0x7FF is nobody's).
+const FORBIDDEN_CROSS_TALK: &[&str] = &[
+    "guest_b: rx 0x123",
+    "guest_b: rx 0x1ab",
+    "guest_a: rx 0x456",
+    "rx 0x7ff",
+    "can_ecu: saw 0x300 classic [bad0]",
+];
 /// Lines the FlexCAN-on-QEMU console may not contain (it stops on purpose).
 const FORBIDDEN_NO_FLEXCAN: &[&str] = &["MON|ERROR", "panicked", "corrupt"];
 
@@ -66,13 +82,19 @@ fn forbidden_lines_are_found_and_clean_consoles_pass() {
 #[test]
 fn systems_claim_the_intx_lines_of_the_slots_their_cards_sit_in() {
     let dir = root().join("tests/sel4/systems");
-    let args = std::fs::read_to_string(dir.join("can-driver.qemu-args")).expect("qemu args");
+    for name in ["can-driver", "can"] {
+        check_cards_and_intx(&dir, name);
+    }
+}
+
+fn check_cards_and_intx(dir: &std::path::Path, name: &str) {
+    let args = std::fs::read_to_string(dir.join(format!("{name}.qemu-args"))).expect("qemu args");
     assert!(args.contains("-object can-bus,id=cb0"), "{args}");
     for slot in [1u64, 2] {
         let dev = format!("ctucan_pci,addr=0{slot}.0,canbus0=cb0,canbus1=cb0");
         assert!(args.contains(&dev), "card in slot {slot} on cb0: {args}");
     }
-    let sys = std::fs::read_to_string(dir.join("can-driver.system")).expect("system");
+    let sys = std::fs::read_to_string(dir.join(format!("{name}.system"))).expect("system");
     // INTA (pin 1) of slot s: SPI 3 + (s + 1 - 1) mod 4, INTID = SPI + 32.
     for (slot, pd) in [(1u64, "can_driver"), (2, "can_ecu")] {
         let intid = 32 + 3 + slot % 4;
@@ -85,7 +107,7 @@ fn systems_claim_the_intx_lines_of_the_slots_their_cards_sit_in() {
             pd_xml.contains(&format!(
                 "<irq irq=\"{intid}\" id=\"1\" trigger=\"level\" />"
             )),
-            "{pd} must take INTID {intid} (INTA of slot {slot})"
+            "{name}: {pd} must take INTID {intid} (INTA of slot {slot})"
         );
     }
 }
@@ -111,6 +133,8 @@ mod with_sdk {
             // The system's sidecar names the PD packages; an inherited
             // PD_PACKAGES would override it.
             .env_remove("PD_PACKAGES")
+            // Its own output directory: no race with other boot tests.
+            .env("SDK_BUILD_DIR", format!("build/sel4-can/{board}"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -153,7 +177,13 @@ mod with_sdk {
 /// Boots `system` on `board` and checks its golden directory and the
 /// forbidden lines.
 #[cfg(microkit_sdk)]
-fn boot_and_check(board: &str, system: &str, golden_dir: &str, forbidden: &[&'static str]) {
+fn boot_and_check(
+    board: &str,
+    system: &str,
+    golden_dir: &str,
+    also: &[&str],
+    forbidden: &[&'static str],
+) {
     use bulkhead_sel4_tests::{load_golden, missing_from_console};
     let golden = load_golden(&root().join(golden_dir)).expect("golden transcripts");
     assert!(!golden.is_empty(), "no golden transcripts in {golden_dir}");
@@ -163,6 +193,12 @@ fn boot_and_check(board: &str, system: &str, golden_dir: &str, forbidden: &[&'st
         missing.is_none(),
         "{system}: (PD, line) {missing:?} never appeared; console:\n{console}"
     );
+    for line in also {
+        assert!(
+            console.lines().any(|l| l.trim_end() == *line),
+            "{system}: line {line:?} never appeared; console:\n{console}"
+        );
+    }
     let bad = forbidden_line(&console, forbidden);
     assert!(
         bad.is_none(),
@@ -181,6 +217,7 @@ fn ctucanfd_driver_carries_classic_and_fd_frames_both_ways_on_qemu_virt() {
         "qemu_virt_aarch64",
         "tests/sel4/systems/can-driver.system",
         "tests/sel4/golden/can-driver",
+        &[],
         FORBIDDEN,
     );
 }
@@ -196,7 +233,40 @@ fn flexcan_driver_packs_for_imx8mp_and_stops_cleanly_where_qemu_has_no_flexcan()
         "imx8mp_evk",
         "tests/sel4/systems/can-imx8mp.system",
         "tests/sel4/golden/can-imx8mp",
+        &[],
         FORBIDDEN_NO_FLEXCAN,
     );
     let _ = FORBIDDEN_NO_FLEXCAN;
+}
+
+#[test]
+#[cfg_attr(
+    not(microkit_sdk),
+    ignore = "SKIPPED: MICROKIT_SDK not set — cannot pack or boot seL4 images (make test MICROKIT_SDK=/path/to/sdk)"
+)]
+#[cfg_attr(
+    microkit_sdk,
+    ignore = "BLOCKED: can_virt cannot read its configuration on seL4 yet — it must declare its config map (regions: [bulkhead_config: r]) and copy the bytes out before parsing (the runtime's config() needs an immutable region, which seL4 cannot vouch for), and needs a stack above the 8 KiB default (can.system gives 128 KiB); with a can_virt built that way this test passes"
+)]
+fn two_guests_share_the_ctucanfd_controller_through_can_virt_both_ways() {
+    #[cfg(microkit_sdk)]
+    {
+        let forbidden: Vec<&'static str> = FORBIDDEN
+            .iter()
+            .chain(FORBIDDEN_CROSS_TALK)
+            .copied()
+            .collect();
+        boot_and_check(
+            "qemu_virt_aarch64",
+            "tests/sel4/systems/can.system",
+            "tests/sel4/golden/can",
+            &[
+                "guest_b: tag 1 SENT",
+                "guest_b: tag 2 NOT_SENT",
+                "can_virt: guest 1 (channel 2): 1 frame(s) dropped by its TX whitelist; sent 1, over budget 0",
+            ],
+            &forbidden,
+        );
+    }
+    let _ = FORBIDDEN_CROSS_TALK;
 }
