@@ -224,6 +224,7 @@ fn vcpu_fault<H: Handler>(h: &mut H, id: u8, label: u64) -> Option<AbiInfo> {
                 "{}: vCPU {id}: cannot read its registers ({e:?}); left stopped",
                 pd_name()
             ));
+            let _ = vcpu_invocations::stop(u64::from(id));
             return None;
         }
     };
@@ -245,6 +246,10 @@ fn vcpu_fault<H: Handler>(h: &mut H, id: u8, label: u64) -> Option<AbiInfo> {
     let resume = h.fault(Child::new(id), MessageInfo::new(f.kind as u64, 4));
     SNAPSHOT.vcpu.store(u64::MAX, Ordering::Relaxed);
     if !resume {
+        // Suspending cancels the vCPU's pending fault reply, so the reply
+        // object is clean for the next receive (otherwise the kernel
+        // reports "Reply object already has unexecuted reply").
+        let _ = vcpu_invocations::stop(u64::from(id));
         return None;
     }
     let mut ctx = SNAPSHOT.load();
@@ -259,6 +264,7 @@ fn vcpu_fault<H: Handler>(h: &mut H, id: u8, label: u64) -> Option<AbiInfo> {
                 "{}: vCPU {id}: cannot write its registers ({e:?}); left stopped",
                 pd_name()
             ));
+            let _ = vcpu_invocations::stop(u64::from(id));
             return None;
         }
     }

@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 
 pub mod boot;
+pub mod elf;
 pub mod fault;
+pub mod inject;
 pub mod psci;
 pub mod vgic;

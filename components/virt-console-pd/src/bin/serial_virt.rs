@@ -152,4 +152,16 @@ impl Handler for SerialVirt {
     }
 }
 
-bulkhead_runtime::protection_domain!(SerialVirt);
+// The regions list declares the setvar symbols the seL4 backend finds the
+// hop rings by (the host board ignores it).
+bulkhead_runtime::protection_domain!(
+    SerialVirt,
+    regions: [
+        serial_cluster_req: rw,
+        serial_cluster_resp: rw,
+        serial_infotainment_req: rw,
+        serial_infotainment_resp: rw,
+        serial_drv_req: rw,
+        serial_drv_resp: rw,
+    ]
+);

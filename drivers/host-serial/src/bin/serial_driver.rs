@@ -70,4 +70,6 @@ impl Handler for SerialDriver {
     }
 }
 
-bulkhead_runtime::protection_domain!(SerialDriver);
+// On seL4 (debug configs) the same program prints through the kernel's
+// console; the regions list declares the ring's setvar symbols there.
+bulkhead_runtime::protection_domain!(SerialDriver, regions: [serial_drv_req: rw]);

@@ -1,9 +1,8 @@
 //! The read-only block guest: its partition holds `pattern(capacity, s)`
 //! (the test writes it into the image). It checks that the device says
 //! read-only, that writes fail (one inside, one at the last block), then
-//! reads the whole partition `rounds` times comparing every byte, printing
-//! `verified round <k>` each time (it keeps reading while the other guest
-//! works), and `done`.
+//! reads the whole partition over and over comparing every byte, printing
+//! `verified round <k>` after each pass, until the test stops the system.
 
 // Test guests are x86_64 Linux programs: u64 and usize are the same width.
 #![allow(clippy::cast_possible_truncation)]
@@ -11,7 +10,7 @@
 #[path = "blk_guest.rs"]
 mod blk_guest;
 
-use blk_guest::{block, idle, open, BLOCK, BLOCK_SECTORS};
+use blk_guest::{block, open, BLOCK, BLOCK_SECTORS};
 
 fn main() {
     let mut d = open();
@@ -26,7 +25,7 @@ fn main() {
         }
     }
     let mut buf = vec![0u8; BLOCK];
-    for round in 1..=3 {
+    for round in 1.. {
         for k in 0..tag / BLOCK_SECTORS {
             let s = k * BLOCK_SECTORS;
             if d.read_blocks(s as usize, &mut buf).is_err() || buf != block(tag, s) {
@@ -37,5 +36,4 @@ fn main() {
         }
         println!("verified round {round}");
     }
-    idle()
 }

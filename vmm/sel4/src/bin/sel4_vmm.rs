@@ -1,0 +1,322 @@
+//! The VMM PD on seL4: loads its guest from the `guest_image` region into
+//! `guest_ram`, starts vCPU 0, and serves the vCPU's faults — virtio-mmio
+//! accesses through vmm/host's devices, the GIC distributor through the
+//! virtual GIC, `smc` through PSCI — injecting a data abort into the guest
+//! for an access no device answers. Console traffic goes to `serial_virt`
+//! on channel 1.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+mod pd {
+    use bulkhead_runtime::vcpu_arm::{self, VcpuReg};
+    use bulkhead_runtime::{
+        debug_println, pd_name, Channel, ChannelSet, Child, FaultKind, Handler, MessageInfo,
+        Region, RuntimeError, VmFaultInfo,
+    };
+    use bulkhead_vmm_aarch64::inject;
+    use bulkhead_vmm_aarch64::psci::{Action, Psci};
+    use bulkhead_vmm_aarch64::vgic::{ListRegister, ListRegisters, Vgic};
+    use bulkhead_vmm_core::{AccessKind, GuestRam, IrqEdge, MmioAccess, MmioDevice, Outcome, Vmm};
+    use bulkhead_vmm_host::{layout, windows, Class, Devices, RegionRam, CLASSES};
+    use bulkhead_vmm_sel4::{gicd_window, load_guest, RegionImage, Trap};
+
+    const SERIAL: Channel = Channel::new(1);
+    /// The one vCPU (`<vcpu id="0">`).
+    const VCPU: u8 = 0;
+    /// Bus windows: the class slots, then the distributor.
+    const WINDOWS: usize = CLASSES + 1;
+    /// INTIDs the virtual GIC models (SGIs, PPIs, 64 SPIs).
+    const INTIDS: usize = 96;
+    /// List registers of QEMU's GICv2 (GICH_VTR.ListRegs + 1).
+    const LIST_REGISTERS: usize = 4;
+
+    /// The vCPU's list registers, written with `ARM_VCPU_InjectIRQ`.
+    struct Lrs;
+
+    impl ListRegisters for Lrs {
+        type Error = RuntimeError;
+        fn count(&self) -> usize {
+            LIST_REGISTERS
+        }
+        fn write(&mut self, index: usize, lr: ListRegister) -> Result<(), RuntimeError> {
+            let index = u8::try_from(index).map_err(|_| RuntimeError::BadMessage)?;
+            // seL4 takes GICH_LR's 5-bit priority field.
+            vcpu_arm::inject_irq(VCPU, lr.vintid, lr.priority >> 3, index)
+        }
+    }
+
+    struct VmmPd {
+        bus: Vmm<WINDOWS>,
+        ram: GuestRam<RegionRam>,
+        devices: Devices,
+        vgic: Vgic<INTIDS>,
+        psci: Psci<1>,
+    }
+
+    fn stop(why: &str) -> ! {
+        debug_println!("{}: {why}", pd_name());
+        bulkhead_runtime::halt(1)
+    }
+
+    impl VmmPd {
+        fn raise(&mut self, irq: Option<IrqEdge>) {
+            if let Some(IrqEdge { irq, level }) = irq {
+                if self.vgic.set_line(irq, level).is_ok() {
+                    if let Err(e) = self.vgic.flush(&mut Lrs) {
+                        debug_println!("{}: injecting irq {irq}: {e}", pd_name());
+                    }
+                }
+            }
+        }
+
+        fn flush_console(&mut self) {
+            if let Some(c) = self.devices.console.as_mut() {
+                let backend = c.device_mut().backend_mut();
+                if core::mem::take(&mut backend.notify) {
+                    let _ = SERIAL.notify();
+                }
+            }
+        }
+
+        fn bus_handle(&mut self, access: &MmioAccess) -> Outcome {
+            let [d0, d1, d2, d3, d4] = self.devices.bus();
+            let mut devs: [&mut dyn MmioDevice; WINDOWS] = [d0, d1, d2, d3, d4, &mut self.vgic];
+            self.bus.handle(access, &mut self.ram, &mut devs)
+        }
+
+        /// Enters the guest's own synchronous-abort handler for `f`.
+        fn inject_abort(&self, f: &VmFaultInfo) -> Result<(), RuntimeError> {
+            let (pc, pstate) = vcpu_arm::pc_pstate(VCPU)?;
+            let vbar = vcpu_arm::sysreg(VCPU, VcpuReg::Vbar)?;
+            let e = inject::data_abort(pc, pstate, vbar, f.gpa, f.write);
+            vcpu_arm::set_sysreg(VCPU, VcpuReg::Esr, e.esr)?;
+            vcpu_arm::set_sysreg(VCPU, VcpuReg::Far, e.far)?;
+            vcpu_arm::set_sysreg(VCPU, VcpuReg::ElrEl1, e.elr)?;
+            vcpu_arm::set_sysreg(VCPU, VcpuReg::SpsrEl1, e.spsr)?;
+            vcpu_arm::set_pc_pstate(VCPU, e.pc, e.pstate)
+        }
+
+        fn vm_fault(&mut self, msg: MessageInfo) -> bool {
+            let Some(f) = VmFaultInfo::from_message(msg) else {
+                let fi = bulkhead_runtime::FaultInfo::from_message(msg);
+                debug_println!(
+                    "{}: guest fault at {:#x} (pc {:#x}, syndrome {:#x}) cannot be emulated: guest stopped",
+                    pd_name(),
+                    fi.addr,
+                    fi.pc,
+                    fi.detail
+                );
+                return false;
+            };
+            let access = MmioAccess {
+                gpa: f.gpa,
+                width: f.width,
+                kind: if f.write {
+                    AccessKind::Write { value: f.value }
+                } else {
+                    AccessKind::Read { reg: f.reg }
+                },
+            };
+            let resume = match self.bus_handle(&access) {
+                Outcome::Completed { value, irq } => {
+                    if let Some(v) = value {
+                        if let Err(e) = bulkhead_runtime::VcpuOps::complete_load(
+                            bulkhead_runtime::Vcpu::new(VCPU),
+                            v,
+                        ) {
+                            debug_println!("{}: completing a load: {e}", pd_name());
+                        }
+                    }
+                    self.raise(irq);
+                    true
+                }
+                Outcome::Unhandled { gpa } | Outcome::Refused { gpa } => {
+                    let dir = if f.write { "write" } else { "read" };
+                    match self.inject_abort(&f) {
+                        Ok(()) => {
+                            debug_println!(
+                                "{}: guest {}-byte {dir} at {gpa:#x} (pc {:#x}) hits no device: data abort injected",
+                                pd_name(),
+                                f.width,
+                                f.pc
+                            );
+                            true
+                        }
+                        Err(e) => {
+                            debug_println!(
+                                "{}: guest {dir} at {gpa:#x} hits no device; injecting the abort failed ({e}): guest stopped",
+                                pd_name()
+                            );
+                            false
+                        }
+                    }
+                }
+            };
+            self.flush_console();
+            resume
+        }
+
+        fn trap(&mut self, esr: u64) -> bool {
+            match Trap::from_esr(esr) {
+                Trap::Wfx => true,
+                Trap::Smc => {
+                    let x = core::array::from_fn(|i| {
+                        vcpu_arm::gpr(VCPU, u8::try_from(i).unwrap_or(0)).unwrap_or(0)
+                    });
+                    let reply = self.psci.call(usize::from(VCPU), x);
+                    match reply.action {
+                        Action::Resume | Action::WaitForInterrupt => {
+                            vcpu_arm::set_gpr(VCPU, 0, reply.x0).is_ok()
+                        }
+                        Action::SystemOff | Action::StopCpu { .. } => {
+                            debug_println!("{}: guest powered off (PSCI)", pd_name());
+                            false
+                        }
+                        Action::SystemReset => {
+                            debug_println!(
+                                "{}: guest asked for a reset (PSCI); not supported yet: guest stopped",
+                                pd_name()
+                            );
+                            false
+                        }
+                        Action::StartCpu { vcpu, .. } => {
+                            debug_println!(
+                                "{}: guest started vCPU {vcpu}, which this VM does not have",
+                                pd_name()
+                            );
+                            vcpu_arm::set_gpr(VCPU, 0, reply.x0).is_ok()
+                        }
+                    }
+                }
+                Trap::Other(ec) => {
+                    debug_println!(
+                        "{}: guest instruction trapped with class {ec:#x} (syndrome {esr:#x}) cannot be emulated: guest stopped",
+                        pd_name()
+                    );
+                    false
+                }
+            }
+        }
+    }
+
+    impl Handler for VmmPd {
+        fn init() -> Self {
+            let ram = Region::get("guest_ram").unwrap_or_else(|_| stop("no guest_ram region"));
+            let image =
+                Region::get("guest_image").unwrap_or_else(|_| stop("no guest_image region"));
+            let mut bus = Vmm::new();
+            for w in windows().chain(core::iter::once(gicd_window())) {
+                if bus.add(w).is_err() {
+                    stop("device windows do not fit the bus");
+                }
+            }
+            // Hops found by region name (this PD has no configuration
+            // region).
+            let present = bulkhead_vmm_host::hops::Present {
+                on: Class::ALL.map(Class::present_by_name),
+                ..Default::default()
+            };
+            let devices = Devices::attach(&present).unwrap_or_else(|e| stop(class_refused(e.0)));
+            let size = ram.size() as u64;
+            let mut ram = GuestRam::new(layout::RAM_BASE, RegionRam(ram));
+            let entry = match load_guest(&mut ram, &RegionImage(image)) {
+                Ok(e) => e,
+                Err(e) => {
+                    debug_println!("{}: guest image refused: {e:?}", pd_name());
+                    bulkhead_runtime::halt(1)
+                }
+            };
+            let mut me = VmmPd {
+                bus,
+                ram,
+                devices,
+                vgic: Vgic::new(),
+                psci: Psci::new(1, layout::RAM_BASE, size),
+            };
+            me.flush_console();
+            debug_println!(
+                "{}: guest loaded, entry {entry:#x}, RAM {size:#x} bytes at {:#x}",
+                pd_name(),
+                layout::RAM_BASE
+            );
+            if let Err(e) = vcpu_arm::boot(VCPU, entry, 0) {
+                stop_with(e);
+            }
+            me
+        }
+
+        fn notified(&mut self, channels: ChannelSet) {
+            if channels.contains(SERIAL) {
+                if let Some(c) = self.devices.console.as_mut() {
+                    c.device_mut().backend_mut().poll_input();
+                }
+                let irq = {
+                    let [d0, d1, d2, d3, d4] = self.devices.bus();
+                    let mut devs: [&mut dyn MmioDevice; WINDOWS] =
+                        [d0, d1, d2, d3, d4, &mut self.vgic];
+                    self.bus
+                        .poll(Class::Serial.index(), &mut self.ram, &mut devs)
+                };
+                self.raise(irq);
+                self.flush_console();
+            }
+        }
+
+        fn fault(&mut self, child: Child, msg: MessageInfo) -> bool {
+            if child.id() != VCPU {
+                debug_println!("{}: fault of unknown child {}", pd_name(), child.id());
+                return false;
+            }
+            let detail = bulkhead_runtime::FaultInfo::from_message(msg).detail;
+            match FaultKind::from_label(msg.label()) {
+                FaultKind::VmFault => self.vm_fault(msg),
+                FaultKind::VcpuTrap => self.trap(detail),
+                FaultKind::VgicMaintenance => {
+                    if let Ok(index) = usize::try_from(detail) {
+                        let _ = self.vgic.eoi(index, &mut Lrs);
+                    }
+                    let _ = self.vgic.flush(&mut Lrs);
+                    true
+                }
+                FaultKind::VirtualPpi => {
+                    let irq = u32::try_from(detail).unwrap_or(u32::MAX);
+                    if self.vgic.set_line(irq, true).is_ok() {
+                        let _ = self.vgic.flush(&mut Lrs);
+                    }
+                    let _ = vcpu_arm::ack_vppi(VCPU, detail);
+                    true
+                }
+                other => {
+                    debug_println!(
+                        "{}: guest fault '{}' cannot be handled: guest stopped",
+                        pd_name(),
+                        other.name()
+                    );
+                    false
+                }
+            }
+        }
+    }
+
+    fn class_refused(c: Class) -> &'static str {
+        match c {
+            Class::Serial => "console device refused by the transport",
+            _ => "a device class could not be attached",
+        }
+    }
+
+    fn stop_with(e: RuntimeError) -> ! {
+        debug_println!("{}: starting the vCPU failed: {e}", pd_name());
+        bulkhead_runtime::halt(1)
+    }
+
+    bulkhead_runtime::protection_domain!(
+        VmmPd,
+        regions: [guest_ram: rw, guest_image: r, serial_tx: rw, serial_rx: rw]
+    );
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("sel4_vmm is an seL4 PD: build it for aarch64-unknown-none with scripts/sdk.sh");
+}
