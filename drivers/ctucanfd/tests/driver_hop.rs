@@ -178,7 +178,7 @@ fn received_frames_and_fault_states_reach_the_virtualiser() {
         .iter()
         .filter(|r| r.status == drv_status::STATUS)
         .map(|r| decode_status(r.payload.timestamp).unwrap())
-        .last()
+        .next_back()
         .unwrap();
     assert_eq!((last.state, last.tec, last.rec), (BusState::Active, 0, 0));
 }
