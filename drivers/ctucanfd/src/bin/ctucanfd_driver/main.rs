@@ -18,6 +18,7 @@
 #![no_std]
 #![no_main]
 
+mod clock;
 mod hop;
 
 use bulkhead_can_protocol::{WireFrame, RING_CAPACITY};
@@ -65,8 +66,9 @@ fn attach() -> Option<Hop> {
 impl CtuDriver {
     fn serve(&mut self) {
         let Some(hop) = self.hop.as_mut() else { return };
-        // No clock is read yet: timestamps are 0 (the virtualiser keeps its own).
-        match hop.serve(&mut self.can, 0) {
+        let now = clock::now_ns();
+        self.can.set_now(now);
+        match hop.serve(&mut self.can, now) {
             Ok(true) => {
                 let _ = VIRT.notify();
             }

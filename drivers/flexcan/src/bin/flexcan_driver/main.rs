@@ -21,8 +21,11 @@
 #![no_std]
 #![no_main]
 
-// The driver end of the hop is controller-independent; both CAN driver PDs
-// use the one file (it belongs in `bulkhead_can_protocol::driver_hop`).
+// The driver end of the hop and the clock are controller-independent; both
+// CAN driver PDs use the same files (the hop belongs in
+// `bulkhead_can_protocol::driver_hop`, owned by the protocol's authors).
+#[path = "../../../../ctucanfd/src/bin/ctucanfd_driver/clock.rs"]
+mod clock;
 #[path = "../../../../ctucanfd/src/bin/ctucanfd_driver/hop.rs"]
 mod hop;
 
@@ -82,8 +85,9 @@ fn attach(fd: bool) -> Option<Hop> {
 impl FlexDriver {
     fn serve(&mut self) {
         let Some(hop) = self.hop.as_mut() else { return };
-        // No clock is read yet: timestamps are 0 (the virtualiser keeps its own).
-        match hop.serve(&mut self.can, 0) {
+        let now = clock::now_ns();
+        self.can.set_now(now);
+        match hop.serve(&mut self.can, now) {
             Ok(true) => {
                 let _ = VIRT.notify();
             }
