@@ -253,7 +253,9 @@ pub fn check_file(system_path: &Path) -> Vec<BindingDiagnostic> {
                 format!("[programs]: no PD has program_image {image:?}"),
             );
         }
-        if !base.join(prog).is_file() {
+        // A bare name is looked up on the program search path at run time
+        // (programs.rs), as a [[guest]] program is.
+        if prog.components().count() > 1 && !base.join(prog).is_file() {
             err(
                 &prog.to_string_lossy(),
                 format!("[programs]: {} does not exist", prog.display()),

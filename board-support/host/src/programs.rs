@@ -4,7 +4,8 @@
 //! lookup, in order:
 //!
 //! 1. the host-binding file's `[programs]` table (`"hello.elf" = "path"`,
-//!    relative to the `.system` file's directory);
+//!    relative to the `.system` file's directory; a bare name that is not
+//!    there is searched for as in 2);
 //! 2. otherwise the image's file name without a trailing `.elf`
 //!    (`hello.elf` → `hello`), searched in: `--search-path` directories, the
 //!    binding file's `search_path`, the directory of the running executable
@@ -74,14 +75,25 @@ pub fn resolve(
     search: &[PathBuf],
 ) -> Result<PathBuf, ProgramError> {
     if let Some(p) = binds.programs.get(image) {
+        let bare = p.components().count() == 1;
         let p = base.join(p);
         if is_program(&p) {
             return Ok(p);
         }
+        // A bare name (no directory) is also looked up like a PD program,
+        // as a [[guest]] program is, so a binding need not know where
+        // cargo put it.
+        if bare {
+            if let Some(name) = p.file_name() {
+                if let Some(found) = search.iter().map(|d| d.join(name)).find(|c| is_program(c)) {
+                    return Ok(found);
+                }
+            }
+        }
         return Err(ProgramError {
             image: image.to_string(),
             wanted: p.display().to_string(),
-            searched: vec![],
+            searched: if bare { search.to_vec() } else { vec![] },
         });
     }
     let file = Path::new(image)
@@ -100,4 +112,29 @@ pub fn resolve(
         wanted,
         searched: search.to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_program_binding_is_searched_like_a_pd_program() {
+        let dir = std::env::temp_dir().join(format!("bh-programs-{}", std::process::id()));
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).expect("temp dir");
+        let exe = std::env::current_exe().expect("test executable");
+        std::fs::copy(&exe, bin.join("idle")).expect("copy a program");
+        let mut binds = Bindings::default();
+        binds.programs.insert("eth_virt.elf".into(), "idle".into());
+        let found =
+            resolve("eth_virt.elf", &binds, &dir, std::slice::from_ref(&bin)).expect("found");
+        assert_eq!(found, bin.join("idle"));
+        // A path with a directory is relative to the .system file only.
+        binds
+            .programs
+            .insert("eth_virt.elf".into(), "nowhere/idle".into());
+        assert!(resolve("eth_virt.elf", &binds, &dir, &[bin]).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

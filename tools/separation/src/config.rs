@@ -31,6 +31,10 @@ pub struct Configuration {
     pub cores: usize,
     /// Whether SCHED_FIFO was granted to the PDs (with the refusal if not).
     pub sched_fifo: Result<(), String>,
+    /// Which programs played the safety path.
+    pub profile: crate::scenario::Profile,
+    /// What the suite changed in the bindings for this host.
+    pub notes: Vec<String>,
 }
 
 /// SHA-256 of a file, hex.
@@ -93,6 +97,8 @@ impl Configuration {
                 Some(why) => Err(why.clone()),
                 None => Ok(()),
             },
+            profile: ctx.profile,
+            notes: ctx.notes.clone(),
         }
     }
 }

@@ -5,8 +5,8 @@
 //! [`registry`]. Nothing is found by name.
 
 use crate::scenario::{
-    safety_checks, Baseline, Ctx, RunResult, Variant, MAX_LATE_PERCENT, SAFETY_PARTNER,
-    UNTRUSTED_PD,
+    noisy, safety_checks, safety_findings, Ctx, Profile, RunResult, Variant, MAX_LATE_PERCENT,
+    SAFETY_PARTNER, UNTRUSTED_PD,
 };
 use crate::stats::{percentile, T1_TOLERANCE};
 use crate::{Distribution, Item, Outcome, Status};
@@ -172,10 +172,6 @@ fn untrusted_reports(r: &RunResult) -> Vec<&str> {
 
 /// M1: one run per memory attack.
 fn m1(ctx: &mut Ctx) -> Outcome {
-    let base = match ctx.baseline() {
-        Ok(b) => b,
-        Err(e) => return run_error(e),
-    };
     // (program, what the monitor must say: a fault at this address, or a stop)
     let attacks: [(&str, Option<u64>); 6] = [
         ("sep_m1_ro_write", Some(0x6140_0000)),
@@ -190,7 +186,7 @@ fn m1(ctx: &mut Ctx) -> Outcome {
     for (prog, addr) in attacks {
         let r = match ctx.run(
             Variant {
-                untrusted: prog,
+                untrusted: Some(prog),
                 partner: None,
             },
             ctx.run_timeout,
@@ -217,11 +213,13 @@ fn m1(ctx: &mut Ctx) -> Outcome {
                 reports.join(" | ")
             )),
         }
-        errs.extend(
-            safety_checks(&r, &base, true)
-                .into_iter()
-                .map(|e| format!("{prog}: {e}")),
-        );
+        match ctx.judge(&r) {
+            Ok((e, notes)) => {
+                errs.extend(e.into_iter().map(|e| format!("{prog}: {e}")));
+                ev.extend(notes.into_iter().map(|n| format!("{prog}: {n}")));
+            }
+            Err(e) => return run_error(e),
+        }
         if let Some(s) = r.summary {
             ev.push(format!(
                 "{prog}: cluster_ram checksum {:#x} -> {:#x}; {} of {} round trips; {} late ticks, largest tick gap {} µs",
@@ -229,21 +227,26 @@ fn m1(ctx: &mut Ctx) -> Outcome {
             ));
         }
     }
+    if ctx.profile == Profile::Reference {
+        ev.push(REFERENCE_NOTE.into());
+    }
     fail_or_pass(errs, ev, Vec::new())
 }
+
+/// What the evidence says about a run on the reference system.
+const REFERENCE_NOTE: &str = "reference system: every other PD runs its own program; judged by the monitor against an unattacked run of the same system (no PD but the attacker affected)";
+
+/// Why the timing items need the stand-in (on the reference system).
+const NEEDS_STAND_IN: &str = "the reference system has no program measuring the safety path yet: this item times cluster_vmm's 1 ms round trip through can_virt, which the stand-in sep_cluster provides (tests/separation/systems/automotive-sep.system, run by make separation); on the real system it needs a cluster test guest timing its CAN frames through its VMM, can_virt and can_driver";
 
 /// M4: stack overflow in the untrusted PD.
 fn m4(ctx: &mut Ctx) -> Outcome {
     if let Some(why) = stack_limit_too_large() {
         return Outcome::new(Status::NotEnforced(why));
     }
-    let base = match ctx.baseline() {
-        Ok(b) => b,
-        Err(e) => return run_error(e),
-    };
     let r = match ctx.run(
         Variant {
-            untrusted: "sep_overflow",
+            untrusted: Some("sep_overflow"),
             partner: None,
         },
         ctx.run_timeout,
@@ -267,12 +270,22 @@ fn m4(ctx: &mut Ctx) -> Outcome {
             reports.join(" | ")
         )),
     }
-    for (pd, t) in &r.monitor {
-        if pd != UNTRUSTED_PD {
-            errs.push(format!("another PD was affected: {pd}: {t}"));
+    if ctx.profile == Profile::StandIn {
+        for (pd, t) in &r.monitor {
+            if pd != UNTRUSTED_PD {
+                errs.push(format!("another PD was affected: {pd}: {t}"));
+            }
         }
+    } else {
+        ev.push(REFERENCE_NOTE.into());
     }
-    errs.extend(safety_checks(&r, &base, true));
+    match ctx.judge(&r) {
+        Ok((e, notes)) => {
+            errs.extend(e);
+            ev.extend(notes);
+        }
+        Err(e) => return run_error(e),
+    }
     ev.push("infotainment_vmm has no fault-handling parent in this system, so the monitor stops it (Microkit semantics); restart by a parent is exercised in tests/host-board (restarter/crashloop)".into());
     fail_or_pass(errs, ev, Vec::new())
 }
@@ -300,20 +313,9 @@ fn stack_limit_too_large() -> Option<String> {
 /// How deep `sep_overflow` recurses below its start (tests/separation).
 const OVERFLOW_BYTES: u64 = 32 << 20;
 
-/// Why this host cannot hold the 1 ms period even without attack, if so
-/// (a shared or virtualised CPU: preemption the PDs cannot prevent).
-fn noisy(b: &Baseline) -> Option<String> {
-    (b.max_late * 100 > 1000 * MAX_LATE_PERCENT).then(|| {
-        format!(
-            "the host cannot hold the safety path's 1 ms period even without attack ({} of 1000 ticks late in the worst baseline run: host or hypervisor preemption)",
-            b.max_late
-        )
-    })
-}
-
 fn pooled(ctx: &mut Ctx, untrusted: &str) -> Result<(Vec<RunResult>, Vec<u64>), String> {
     let runs = ctx.run_pooled(Variant {
-        untrusted,
+        untrusted: Some(untrusted),
         partner: None,
     })?;
     let lat = runs
@@ -325,6 +327,9 @@ fn pooled(ctx: &mut Ctx, untrusted: &str) -> Result<(Vec<RunResult>, Vec<u64>), 
 
 /// T1: baseline vs busy-loop vs notification storm, same suite run.
 fn t1(ctx: &mut Ctx) -> Outcome {
+    if ctx.profile == Profile::Reference {
+        return Outcome::new(Status::NotCovered(NEEDS_STAND_IN.into()));
+    }
     let mut errs = Vec::new();
     let mut ev = Vec::new();
     let mut dists = Vec::new();
@@ -416,12 +421,18 @@ fn t1(ctx: &mut Ctx) -> Outcome {
 
 /// T3: kill or hang each PD in turn.
 fn t3(ctx: &mut Ctx) -> Outcome {
+    if ctx.profile == Profile::Reference {
+        return Outcome::new(Status::NotCovered(NEEDS_STAND_IN.into()));
+    }
     let base = match ctx.baseline() {
         Ok(b) => b,
         Err(e) => return run_error(e),
     };
+    let host_noisy = noisy(&base);
     let mut errs = Vec::new();
     let mut ev = Vec::new();
+    // Failures the host's scheduling alone can explain (no SCHED_FIFO, or
+    // a host that misses the period without attack).
     let mut fifo_dependent = Vec::new();
     for (prog, what) in [
         ("sep_crash", "infotainment_vmm killed"),
@@ -429,7 +440,7 @@ fn t3(ctx: &mut Ctx) -> Outcome {
     ] {
         let r = match ctx.run(
             Variant {
-                untrusted: prog,
+                untrusted: Some(prog),
                 partner: None,
             },
             ctx.run_timeout,
@@ -437,20 +448,26 @@ fn t3(ctx: &mut Ctx) -> Outcome {
             Ok(r) => r,
             Err(e) => return run_error(e),
         };
-        let e = safety_checks(&r, &base, true);
-        if e.is_empty() {
+        let found = safety_findings(&r, &base, true);
+        if found.is_empty() {
             ev.push(format!(
                 "{what}: cluster_vmm finished, every round trip answered"
             ));
-        } else if prog == "sep_busy" && ctx.fifo_refused.is_some() {
-            fifo_dependent.extend(e.into_iter().map(|x| format!("{what}: {x}")));
-        } else {
-            errs.extend(e.into_iter().map(|x| format!("{what}: {x}")));
+        }
+        for f in found {
+            let text = format!("{what}: {}", f.text);
+            if (prog == "sep_busy" && ctx.fifo_refused.is_some())
+                || (f.timing && host_noisy.is_some())
+            {
+                fifo_dependent.push(text);
+            } else {
+                errs.push(text);
+            }
         }
     }
     let r = match ctx.run(
         Variant {
-            untrusted: "sep_idle",
+            untrusted: Some("sep_idle"),
             partner: Some("sep_can_virt_crash"),
         },
         ctx.run_timeout,
@@ -499,7 +516,7 @@ fn t3(ctx: &mut Ctx) -> Outcome {
     if matches!(out.status, Status::Passed) && !fifo_dependent.is_empty() {
         out.status = Status::NotEnforced(format!(
             "{}; {}",
-            ctx.fifo_refused.clone().unwrap_or_default(),
+            ctx.fifo_refused.clone().or(host_noisy).unwrap_or_default(),
             fifo_dependent.join("; ")
         ));
     }
@@ -508,6 +525,9 @@ fn t3(ctx: &mut Ctx) -> Outcome {
 
 /// T4: random notification rates, sequence numbers.
 fn t4(ctx: &mut Ctx) -> Outcome {
+    if ctx.profile == Profile::Reference {
+        return Outcome::new(Status::NotCovered(NEEDS_STAND_IN.into()));
+    }
     let base = match ctx.baseline() {
         Ok(b) => b,
         Err(e) => return run_error(e),
@@ -516,10 +536,18 @@ fn t4(ctx: &mut Ctx) -> Outcome {
         Ok(x) => x,
         Err(e) => return run_error(e),
     };
+    let host_noisy = noisy(&base);
     let mut errs = Vec::new();
+    let mut timing = Vec::new();
     let mut ev = Vec::new();
     for r in &runs {
-        errs.extend(safety_checks(r, &base, true));
+        for f in safety_findings(r, &base, true) {
+            if f.timing && host_noisy.is_some() {
+                timing.push(f.text);
+            } else {
+                errs.push(f.text);
+            }
+        }
         if let Some(s) = r.summary {
             ev.push(format!(
                 "{} round trips: {} answered, {} lost wake-ups, {} mismatched sequence numbers",
@@ -537,6 +565,12 @@ fn t4(ctx: &mut Ctx) -> Outcome {
     );
     if let (Some(why), Status::Failed(f)) = (&ctx.fifo_refused, &out.status) {
         out.status = Status::NotEnforced(format!("{why}; a late reply is indistinguishable from a lost one without real-time scheduling ({f})"));
+    }
+    if let (Some(why), Status::Passed, false) = (&host_noisy, &out.status, timing.is_empty()) {
+        out.status = Status::NotEnforced(format!(
+            "{why}; a reply late by host preemption is indistinguishable from a lost one ({})",
+            timing.join("; ")
+        ));
     }
     out
 }

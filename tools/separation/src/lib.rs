@@ -197,9 +197,17 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteResult, SuiteError> {
         };
         items.push(ItemResult { item, outcome });
     }
+    // The builds without a protection are judged against the unattacked
+    // runs of the normal build: their own baseline may already suffer
+    // from the missing protection.
+    let baseline = if opts.removed.is_empty() || ctx.profile != scenario::Profile::StandIn {
+        ctx.baseline.clone()
+    } else {
+        ctx.baseline().ok()
+    };
     let mut proofs = Vec::new();
     for build in &opts.removed {
-        proofs.push(proof::run(opts, build, &items)?);
+        proofs.push(proof::run(opts, build, &items, baseline.clone())?);
     }
     let config = config::Configuration::gather(&ctx, opts.policy.as_deref());
     Ok(SuiteResult {

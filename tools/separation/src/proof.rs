@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use bulkhead_host::bindings::Bindings;
 use bulkhead_host::programs;
 
-use crate::scenario::Ctx;
+use crate::scenario::{Baseline, Ctx};
 use crate::{ItemResult, Outcome, Status, SuiteError, SuiteOptions};
 
 /// The protection-removed builds the registry knows: feature suffix and
@@ -47,7 +47,7 @@ pub const VARIANTS: &[(&str, &str)] = &[
 ];
 
 /// How long one run on a protection-removed build may take.
-pub const VARIANT_RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+pub const VARIANT_RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// One protection-removed build: `--protection-removed NAME=DIR`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,11 +123,14 @@ impl Proof {
 }
 
 /// Runs every item of `done` that names `build` in `removed_by` on that
-/// build, and the checker on its images.
+/// build, and the checker on its images. `baseline`: the unattacked runs
+/// of the normal build, which the build's runs are compared with (its own
+/// may already suffer from the missing protection).
 pub fn run(
     opts: &SuiteOptions,
     build: &RemovedBuild,
     done: &[ItemResult],
+    baseline: Option<Baseline>,
 ) -> Result<Proof, SuiteError> {
     let removes = VARIANTS
         .iter()
@@ -141,6 +144,7 @@ pub fn run(
     // A run the missing protection stalls ends at the timeout; the normal
     // suite run has shown that an unaffected run ends well before it.
     ctx.run_timeout = VARIANT_RUN_TIMEOUT;
+    ctx.baseline = baseline;
     let check = check_refuses(&ctx, &build.dir);
     let mut items = Vec::new();
     for r in done {

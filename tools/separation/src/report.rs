@@ -43,6 +43,18 @@ fn config_lines(res: &SuiteResult) -> Vec<String> {
         Ok(()) => "SCHED_FIFO: granted".to_string(),
         Err(e) => format!("SCHED_FIFO: refused ({e})"),
     });
+    v.push(match c.profile {
+        crate::scenario::Profile::StandIn => {
+            "safety path: the stand-in sep_cluster in cluster_vmm (timed round trips)".to_string()
+        }
+        crate::scenario::Profile::Reference => {
+            "safety path: the system's own programs (reference system; judged by the monitor)"
+                .to_string()
+        }
+    });
+    for n in &c.notes {
+        v.push(format!("binding changed for this host: {n}"));
+    }
     v
 }
 
@@ -426,6 +438,8 @@ mod tests {
                 cpu: "c".into(),
                 cores: 2,
                 sched_fifo: Ok(()),
+                profile: crate::scenario::Profile::StandIn,
+                notes: vec![],
             },
             items: vec![ItemResult {
                 item: Item {

@@ -22,6 +22,28 @@ pub const SAFETY_PARTNER: &str = "can_virt";
 /// The untrusted PD whose program the attacks replace.
 pub const UNTRUSTED_PD: &str = "infotainment_vmm";
 
+/// Which programs play the safety path in the system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `cluster_vmm` runs the stand-in `sep_cluster` (1 ms timer, round
+    /// trip through `can_virt`, `sep: S` summary): every item that measures
+    /// the safety path can run.
+    StandIn,
+    /// The system's own programs play every PD (the reference automotive
+    /// system on the host board): the attacks run against the real PDs and
+    /// are judged by the monitor, against an unattacked run of the same
+    /// system; items that need the stand-in's measurements are not covered.
+    Reference,
+}
+
+/// The idle program that plays a PD whose device class (or program) is
+/// not built for the host board (`tests/separation`).
+pub const PLACEHOLDER: &str = "class_not_built";
+
+/// How long one run of a [`Profile::Reference`] system lasts: every PD
+/// has started and the attacker has run by then.
+pub const REFERENCE_RUN: Duration = Duration::from_secs(3);
+
 /// Everything the items need: the description, its bindings and where
 /// programs are.
 #[derive(Debug)]
@@ -47,6 +69,13 @@ pub struct Ctx {
     /// How long one run may take before it is stopped (a run of the safety
     /// path takes about 1.1 s plus start-up; [`RUN_TIMEOUT`] by default).
     pub run_timeout: Duration,
+    /// Which programs play the safety path.
+    pub profile: Profile,
+    /// What the suite changed in the bindings for this host (resources
+    /// it left unbound, and why).
+    pub notes: Vec<String>,
+    /// The unattacked run of a [`Profile::Reference`] system.
+    pub reference: Option<RunResult>,
 }
 
 /// The default [`Ctx::run_timeout`]: generous for a loaded host.
@@ -149,8 +178,8 @@ impl Summary {
 /// Which programs a scenario swaps in (bare program names).
 #[derive(Debug, Clone, Copy)]
 pub struct Variant<'a> {
-    /// The untrusted PD's program.
-    pub untrusted: &'a str,
+    /// The untrusted PD's program (`None`: the system's own).
+    pub untrusted: Option<&'a str>,
     /// The safety partner's program, when not the system's own.
     pub partner: Option<&'a str>,
 }
@@ -193,6 +222,50 @@ impl Ctx {
         let mut search = opts.search_path.clone();
         search.extend(binds.search_path.iter().map(|p| base.join(p)));
         search.extend(programs::default_search_path(&base));
+        // A host network interface the bindings name but this host lacks
+        // would stop every run before any PD starts; the PDs bound to it
+        // run without it (the CAN driver's SocketCAN bridge is optional,
+        // Ethernet is not built for the host board).
+        let mut binds = binds;
+        let mut notes = Vec::new();
+        for (kind, list) in [("TAP", &mut binds.tap), ("SocketCAN", &mut binds.can)] {
+            list.retain(|n| {
+                let present = Path::new("/sys/class/net").join(&n.interface).exists();
+                if !present {
+                    notes.push(format!(
+                        "{kind} interface {} (resource {} of {}) is absent on this host: left unbound",
+                        n.interface, n.name, n.pd
+                    ));
+                }
+                present
+            });
+        }
+        let cluster_prog = sd
+            .all_pds()
+            .iter()
+            .find(|p| p.name == SAFETY_PD)
+            .and_then(|p| programs::resolve(&p.program_image.path, &binds, &base, &search).ok());
+        let profile = match cluster_prog.as_deref().and_then(Path::file_name) {
+            Some(n) if n == "sep_cluster" => Profile::StandIn,
+            _ => Profile::Reference,
+        };
+        if profile == Profile::Reference {
+            // A PD whose program is not built (yet) is played by the idle
+            // placeholder, so the rest of the system still runs; the report
+            // says which.
+            let placeholder = programs::resolve(PLACEHOLDER, &Bindings::default(), &base, &search)
+                .map_err(|e| SuiteError::Load(format!("{e} (build bulkhead-separation-pds)")))?;
+            for pd in sd.all_pds() {
+                let image = &pd.program_image.path;
+                if let Err(e) = programs::resolve(image, &binds, &base, &search) {
+                    notes.push(format!(
+                        "{}: {e}; played by the placeholder {PLACEHOLDER}",
+                        pd.name
+                    ));
+                    binds.programs.insert(image.clone(), placeholder.clone());
+                }
+            }
+        }
         Ok(Ctx {
             system: opts.system.clone(),
             sd,
@@ -204,6 +277,9 @@ impl Ctx {
             programs_used: Default::default(),
             baseline: None,
             run_timeout: RUN_TIMEOUT,
+            profile,
+            notes,
+            reference: None,
         })
     }
 
@@ -219,10 +295,7 @@ impl Ctx {
     /// ends (or `timeout`).
     pub fn run(&mut self, v: Variant<'_>, timeout: Duration) -> Result<RunResult, String> {
         let mut binds = self.binds.clone();
-        for (pd, prog) in [
-            (UNTRUSTED_PD, Some(v.untrusted)),
-            (SAFETY_PARTNER, v.partner),
-        ] {
+        for (pd, prog) in [(UNTRUSTED_PD, v.untrusted), (SAFETY_PARTNER, v.partner)] {
             let (Some(prog), Some(image)) = (prog, self.image_of(pd)) else {
                 continue;
             };
@@ -241,10 +314,14 @@ impl Ctx {
                 self.programs_used.insert(name, p);
             }
         }
+        let (timeout, until_exit) = match self.profile {
+            Profile::StandIn => (timeout, Some(SAFETY_PD.to_string())),
+            Profile::Reference => (timeout.min(REFERENCE_RUN), None),
+        };
         let opts = RunOptions {
             search_path: self.search.clone(),
             timeout: Some(timeout),
-            until_exit: Some(SAFETY_PD.to_string()),
+            until_exit,
             until_line: None,
             echo: false,
         };
@@ -280,7 +357,7 @@ impl Ctx {
             return Ok(b.clone());
         }
         let runs = self.run_pooled(Variant {
-            untrusted: "sep_idle",
+            untrusted: Some("sep_idle"),
             partner: None,
         })?;
         let b = Baseline {
@@ -304,6 +381,51 @@ impl Ctx {
         Ok(b)
     }
 
+    /// The unattacked run of a [`Profile::Reference`] system (its own
+    /// programs everywhere), measured on first use.
+    pub fn reference_run(&mut self) -> Result<RunResult, String> {
+        if let Some(r) = &self.reference {
+            return Ok(r.clone());
+        }
+        let r = self.run(
+            Variant {
+                untrusted: None,
+                partner: None,
+            },
+            REFERENCE_RUN,
+        )?;
+        self.reference = Some(r.clone());
+        Ok(r)
+    }
+
+    /// What a run of a memory attack did to everything but the attacker:
+    /// for the stand-in, [`safety_findings`] against the baseline; for the
+    /// reference system, [`reference_checks`] against its unattacked run.
+    /// Returns the failures and the notes: on a host that cannot hold the
+    /// period even without attack ([`noisy`]), timing findings are notes,
+    /// not failures — a memory item is not failed for the host's noise.
+    pub fn judge(&mut self, r: &RunResult) -> Result<(Vec<String>, Vec<String>), String> {
+        match self.profile {
+            Profile::StandIn => {
+                let base = self.baseline()?;
+                let noise = noisy(&base);
+                let mut errs = Vec::new();
+                let mut notes = Vec::new();
+                for f in safety_findings(r, &base, true) {
+                    match (&noise, f.timing) {
+                        (Some(why), true) => notes.push(format!("not judged ({why}): {}", f.text)),
+                        _ => errs.push(f.text),
+                    }
+                }
+                Ok((errs, notes))
+            }
+            Profile::Reference => {
+                let base = self.reference_run()?;
+                Ok((reference_checks(r, &base), Vec::new()))
+            }
+        }
+    }
+
     /// Runs `v` [`Ctx::runs`] times and pools the results.
     pub fn run_pooled(&mut self, v: Variant<'_>) -> Result<Vec<RunResult>, String> {
         (0..self.runs)
@@ -312,72 +434,214 @@ impl Ctx {
     }
 }
 
+/// One failed check on the safety stand-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What failed.
+    pub text: String,
+    /// Whether it is about time (period, overruns, replies too late),
+    /// which host or hypervisor preemption alone can cause; the others
+    /// (memory changed, wrong sequence number, no summary, a monitor
+    /// report) cannot.
+    pub timing: bool,
+}
+
 /// The checks every scenario makes on the safety stand-in: it finished, its
 /// memory is unchanged, it kept its period (late ticks and overruns within
 /// the baseline's worst run plus [`MAX_LATE_PERCENT`] of the ticks: host or
 /// hypervisor preemption shows in the baseline too, so the attack is judged
-/// by what it adds), and, when `strict_path`, lost no wake-up and saw no
-/// wrong sequence number.
+/// by what it adds), and, when `strict_path`, answered its round trips,
+/// lost no wake-up and saw no wrong sequence number.
 pub fn safety_checks(r: &RunResult, base: &Baseline, strict_path: bool) -> Vec<String> {
-    let mut errs = Vec::new();
+    safety_findings(r, base, strict_path)
+        .into_iter()
+        .map(|f| f.text)
+        .collect()
+}
+
+/// [`safety_checks`], each marked whether it is about time.
+pub fn safety_findings(r: &RunResult, base: &Baseline, strict_path: bool) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut push = |text: String, timing: bool| out.push(Finding { text, timing });
     let Some(s) = r.summary else {
-        errs.push(format!(
-            "{SAFETY_PD} did not finish (run status {}); last lines: {}",
-            r.status,
-            r.lines
-                .iter()
-                .rev()
-                .take(4)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" | ")
-        ));
-        return errs;
+        push(
+            format!(
+                "{SAFETY_PD} did not finish (run status {}); last lines: {}",
+                r.status,
+                r.lines
+                    .iter()
+                    .rev()
+                    .take(4)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ),
+            false,
+        );
+        return out;
     };
     if s.checksum_start != s.checksum_end {
-        errs.push(format!(
-            "cluster_ram changed: checksum {:#x} -> {:#x}",
-            s.checksum_start, s.checksum_end
-        ));
+        push(
+            format!(
+                "cluster_ram changed: checksum {:#x} -> {:#x}",
+                s.checksum_start, s.checksum_end
+            ),
+            false,
+        );
     }
     if s.late > base.allowance(base.max_late, s.ticks) {
-        errs.push(format!(
-            "{SAFETY_PD} missed its period: {} of {} ticks more than 2 ms apart (baseline worst {}; largest gap {} µs)",
-            s.late,
-            s.ticks,
-            base.max_late,
-            s.max_gap_ns / 1000
-        ));
+        push(
+            format!(
+                "{SAFETY_PD} missed its period: {} of {} ticks more than 2 ms apart (baseline worst {}; largest gap {} µs)",
+                s.late,
+                s.ticks,
+                base.max_late,
+                s.max_gap_ns / 1000
+            ),
+            true,
+        );
     }
     if strict_path && s.overrun > base.allowance(base.max_overrun, s.ticks) {
-        errs.push(format!(
-            "safety path: {} of {} round trips overran the period (baseline worst {})",
-            s.overrun, s.ticks, base.max_overrun
-        ));
+        push(
+            format!(
+                "safety path: {} of {} round trips overran the period (baseline worst {})",
+                s.overrun, s.ticks, base.max_overrun
+            ),
+            true,
+        );
     }
-    if strict_path && s.ticks.saturating_sub(s.answered) > base.allowance(base.max_overrun, s.ticks)
-    {
-        errs.push(format!(
-            "safety path: only {} of {} round trips answered within their period (baseline worst {} unanswered)",
-            s.answered, s.ticks, base.max_overrun
-        ));
+    let unanswered = s.ticks.saturating_sub(s.answered);
+    if strict_path && unanswered > base.allowance(base.max_overrun, s.ticks) {
+        push(
+            format!(
+                "safety path: only {} of {} round trips answered within their period (baseline worst {} unanswered)",
+                s.answered, s.ticks, base.max_overrun
+            ),
+            // None answered at all is no matter of time.
+            s.answered > 0,
+        );
     }
-    if strict_path && (s.lost > 0 || s.mismatched > 0) {
-        errs.push(format!(
-            "safety path: {} lost wake-ups (request unanswered for 10 periods), {} wrong sequence numbers{}",
-            s.lost,
-            s.mismatched,
-            r.lines
-                .iter()
-                .filter(|l| l.contains("unanswered for"))
-                .map(|l| format!(" [{l}]"))
-                .collect::<String>()
-        ));
+    if strict_path && s.lost > 0 {
+        push(
+            format!(
+                "safety path: {} lost wake-ups (request unanswered for 10 periods){}",
+                s.lost,
+                r.lines
+                    .iter()
+                    .filter(|l| l.contains("unanswered for"))
+                    .map(|l| format!(" [{l}]"))
+                    .collect::<String>()
+            ),
+            true,
+        );
+    }
+    if strict_path && s.mismatched > 0 {
+        push(
+            format!("safety path: {} wrong sequence numbers", s.mismatched),
+            false,
+        );
     }
     for (pd, t) in &r.monitor {
         if pd == SAFETY_PD || pd == SAFETY_PARTNER {
-            errs.push(format!("monitor about safety PD {pd}: {t}"));
+            push(format!("monitor about safety PD {pd}: {t}"), false);
+        }
+    }
+    out
+}
+
+/// Why this host cannot hold the safety path's period even without attack,
+/// if so (a shared or virtualised CPU: preemption the PDs cannot prevent):
+/// the worst baseline run has more than [`MAX_LATE_PERCENT`] late ticks.
+pub fn noisy(b: &Baseline) -> Option<String> {
+    (b.max_late * 100 > 1000 * MAX_LATE_PERCENT).then(|| {
+        format!(
+            "the host cannot hold the safety path's 1 ms period even without attack ({} of 1000 ticks late in the worst baseline run: host or hypervisor preemption)",
+            b.max_late
+        )
+    })
+}
+
+/// The checks on a run of a [`Profile::Reference`] system: the system ran
+/// to the end of the run, and the monitor said nothing about any PD but the
+/// attacker that it did not also say in the unattacked run (a PD of a class
+/// whose host resource is not bound may stop in both; that is the
+/// system's state, not the attack's doing).
+pub fn reference_checks(r: &RunResult, unattacked: &RunResult) -> Vec<String> {
+    let mut errs = Vec::new();
+    // 124: stopped at the end of the run, as intended.
+    if r.status != 124 {
+        errs.push(format!(
+            "the system stopped before the end of the run (status {})",
+            r.status
+        ));
+    }
+    for (pd, t) in &r.monitor {
+        if pd != UNTRUSTED_PD && !unattacked.monitor.contains(&(pd.clone(), t.clone())) {
+            errs.push(format!(
+                "monitor about {pd} (not in the unattacked run): {t}"
+            ));
         }
     }
     errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(status: i32, monitor: &[(&str, &str)]) -> RunResult {
+        RunResult {
+            status,
+            monitor: monitor
+                .iter()
+                .map(|(p, t)| (p.to_string(), t.to_string()))
+                .collect(),
+            ..RunResult::default()
+        }
+    }
+
+    #[test]
+    fn reference_runs_are_judged_against_the_unattacked_run() {
+        let quiet = run(124, &[("blk_driver", "MONITOR: PD blk_driver exited with status 1")]);
+        // What the unattacked system also says, and the attacker's own fault, are fine.
+        let attacked = run(
+            124,
+            &[
+                ("blk_driver", "MONITOR: PD blk_driver exited with status 1"),
+                (UNTRUSTED_PD, "MONITOR: fault in PD infotainment_vmm"),
+            ],
+        );
+        assert!(reference_checks(&attacked, &quiet).is_empty());
+        // A new report about another PD, or a run that ended early, fails.
+        let hurt = run(0, &[("can_virt", "MONITOR: fault in PD can_virt")]);
+        let errs = reference_checks(&hurt, &quiet);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[1].contains("can_virt"));
+    }
+
+    #[test]
+    fn a_path_that_never_answered_fails_whatever_the_baseline() {
+        let base = Baseline {
+            runs: vec![],
+            latencies: vec![],
+            max_late: 0,
+            max_overrun: 1000,
+        };
+        let r = RunResult {
+            summary: Some(Summary {
+                ticks: 1000,
+                answered: 0,
+                ..Summary::default()
+            }),
+            ..RunResult::default()
+        };
+        let f = safety_findings(&r, &base, true);
+        assert!(f.is_empty(), "a broken baseline hides it: {f:?}");
+        let good = Baseline {
+            max_overrun: 3,
+            ..base
+        };
+        let f = safety_findings(&r, &good, true);
+        assert!(f.iter().any(|f| !f.timing && f.text.contains("only 0 of 1000")));
+    }
 }
