@@ -12,13 +12,12 @@
 //!
 //! - total = completion seen by the guest − `send` called;
 //! - frame time = end of EOF − SOF (the bus's own time for the frame);
-//! - in controller = end of EOF − when `can_driver` got it (waiting for
-//!   the bus + frame time);
-//! - added = total − in controller: everything the path adds outside the
-//!   controller — down (guest to driver, including time queued in
-//!   `can_virt` behind the 3 driver buffers when loaded) and up (the
-//!   completion back to the guest);
-//! - up = completion seen − end of EOF.
+//! - down = the time between `send` and the frame's SOF during which the
+//!   bus was free (so the frame could have been on it had the path been
+//!   instant) — time spent behind other frames on a busy bus is the bus's
+//!   own queueing (arbitration by id), not the path's;
+//! - up = completion seen by the guest − end of EOF;
+//! - added = down + up: what the path adds to the frame's latency.
 //!
 //! `cargo build --release -p bulkhead-test-guests -p bulkhead-vmm-host
 //! -p bulkhead-virt-can-pd -p drv-host-can-bus && target/release/can_bench`
@@ -138,7 +137,36 @@ fn report(case: &Case, lines: &[String]) -> Result<(), String> {
             bus.insert((id, data.to_string()), (a, b, c));
         }
     }
-    let (mut total, mut frame, mut added, mut up) = (vec![], vec![], vec![], vec![]);
+    // Busy intervals of the bus (SOF .. EOF + 3 bits of intermission),
+    // sorted, with prefix sums, to measure idle time in any window.
+    let mut busy: Vec<(u64, u64)> = bus
+        .values()
+        .map(|&(_, sof, eof)| (sof, eof + 6_000))
+        .collect();
+    busy.sort_unstable();
+    let mut prefix = vec![0u64];
+    for &(a, b) in &busy {
+        prefix.push(prefix.last().copied().unwrap_or(0) + (b - a));
+    }
+    // Busy time in [from, to).
+    let busy_in = |from: u64, to: u64| -> u64 {
+        if to <= from {
+            return 0;
+        }
+        let i = busy.partition_point(|&(_, e)| e <= from);
+        let j = busy.partition_point(|&(s, _)| s < to);
+        if j <= i {
+            return 0;
+        }
+        let mut t = prefix[j] - prefix[i];
+        let (s0, _) = busy[i];
+        t -= from.saturating_sub(s0).min(busy[i].1 - s0);
+        let (_, e1) = busy[j - 1];
+        t -= e1.saturating_sub(to).min(e1 - busy[j - 1].0);
+        t
+    };
+    let (mut total, mut frame, mut added, mut down, mut up) =
+        (vec![], vec![], vec![], vec![], vec![]);
     let (mut first, mut last) = (u64::MAX, 0u64);
     let mut missing = 0;
     for g in 0..case.guests {
@@ -153,15 +181,17 @@ fn report(case: &Case, lines: &[String]) -> Result<(), String> {
             data.extend_from_slice(&(seq as u32).to_le_bytes());
             data.extend_from_slice(&[0, 0, 0]);
             let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
-            let Some(&(sub, sof, eof)) = bus.get(&(0x100 + g as u32, hex)) else {
+            let Some(&(_sub, sof, eof)) = bus.get(&(0x100 + g as u32, hex)) else {
                 missing += 1;
                 continue;
             };
-            let t = done.saturating_sub(sent);
-            total.push(t);
+            let d = sof.saturating_sub(sent).saturating_sub(busy_in(sent, sof));
+            let u = done.saturating_sub(eof);
+            total.push(done.saturating_sub(sent));
             frame.push(eof - sof);
-            added.push(t.saturating_sub(eof - sub));
-            up.push(done.saturating_sub(eof));
+            down.push(d);
+            up.push(u);
+            added.push(d + u);
             first = first.min(sof);
             last = last.max(eof);
         }
@@ -183,14 +213,16 @@ fn report(case: &Case, lines: &[String]) -> Result<(), String> {
     println!("  bus's own frame time (SOF..EOF): p50 {ft50:.1} µs");
     let (t50, t99) = (pct(&mut total, 0.5), pct(&mut total, 0.99));
     let (a50, a99) = (pct(&mut added, 0.5), pct(&mut added, 0.99));
+    let (d50, d99) = (pct(&mut down, 0.5), pct(&mut down, 0.99));
     let (u50, u99) = (pct(&mut up, 0.5), pct(&mut up, 0.99));
-    println!("  total send→completion: p50 {t50:.1} µs, p99 {t99:.1} µs");
+    println!("  total send→completion: p50 {t50:.1} µs, p99 {t99:.1} µs (includes waiting behind other frames)");
     println!(
         "  added by the path:     p50 {a50:.1} µs, p99 {a99:.1} µs = {:.2} / {:.2} frame times",
         a50 / ft50,
         a99 / ft50
     );
-    println!("    of which completion back (EOF→guest): p50 {u50:.1} µs, p99 {u99:.1} µs");
+    println!("    down (bus free, frame not there yet): p50 {d50:.1} µs, p99 {d99:.1} µs");
+    println!("    up (EOF → guest sees completion):     p50 {u50:.1} µs, p99 {u99:.1} µs");
     if missing > 0 {
         println!("  ({missing} guest frames without a bus record)");
     }

@@ -43,15 +43,25 @@ impl TrapMmio {
     }
 
     fn r(&self, off: u64) -> u32 {
+        let addr = self.base.as_ptr() as usize + off as usize;
+        let v: u32;
         // SAFETY: a register of the slot, in the MMIO range the guest
         // reserved with no access: the load traps into the VMM, which
-        // emulates it (or aborts this guest).
-        unsafe { self.base.byte_add(off as usize).read_volatile() }
+        // emulates it (or aborts this guest). A plain `mov` on purpose:
+        // the host board decodes only mov/movzx, and an optimised
+        // `read_volatile` may become `test dword ptr [..]`.
+        unsafe {
+            core::arch::asm!("mov {v:e}, dword ptr [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, readonly))
+        };
+        v
     }
 
     fn w(&mut self, off: u64, v: u32) {
-        // SAFETY: as in `r`, a trapping store.
-        unsafe { self.base.byte_add(off as usize).write_volatile(v) }
+        let addr = self.base.as_ptr() as usize + off as usize;
+        // SAFETY: as in `r`, a trapping store, a plain `mov`.
+        unsafe {
+            core::arch::asm!("mov dword ptr [{a}], {v:e}", a = in(reg) addr, v = in(reg) v, options(nostack))
+        };
     }
 
     fn w64(&mut self, lo: u64, v: u64) {
