@@ -602,7 +602,10 @@ mod tests {
 
     #[test]
     fn reference_runs_are_judged_against_the_unattacked_run() {
-        let quiet = run(124, &[("blk_driver", "MONITOR: PD blk_driver exited with status 1")]);
+        let quiet = run(
+            124,
+            &[("blk_driver", "MONITOR: PD blk_driver exited with status 1")],
+        );
         // What the unattacked system also says, and the attacker's own fault, are fine.
         let attacked = run(
             124,
@@ -642,6 +645,8 @@ mod tests {
             ..base
         };
         let f = safety_findings(&r, &good, true);
-        assert!(f.iter().any(|f| !f.timing && f.text.contains("only 0 of 1000")));
+        assert!(f
+            .iter()
+            .any(|f| !f.timing && f.text.contains("only 0 of 1000")));
     }
 }
