@@ -29,6 +29,7 @@ mod clock;
 #[path = "../../../../ctucanfd/src/bin/ctucanfd_driver/hop.rs"]
 mod hop;
 
+use bulkhead_can_protocol::controller::CanController;
 use bulkhead_can_protocol::{WireFrame, RING_CAPACITY};
 use bulkhead_ring::{Consumer, Producer, Region as RingRegion, Request, Response};
 use bulkhead_runtime::{debug_println, halt, Channel, ChannelSet, Handler, Region};
@@ -84,7 +85,14 @@ fn attach(fd: bool) -> Option<Hop> {
 
 impl FlexDriver {
     fn serve(&mut self) {
-        let Some(hop) = self.hop.as_mut() else { return };
+        let Some(hop) = self.hop.as_mut() else {
+            // Nobody to report to (no rings, or a peer corrupted them):
+            // still take what the controller holds, so its level interrupt
+            // drops instead of storming this high-priority PD.
+            while self.can.completion().is_some() {}
+            while self.can.receive().is_some() {}
+            return;
+        };
         let now = clock::now_ns();
         self.can.set_now(now);
         match hop.serve(&mut self.can, now) {
