@@ -31,6 +31,8 @@ pub struct Info {
     pub kernel: String,
     /// The console the shell runs on.
     pub console: String,
+    /// The device tree's `model`.
+    pub model: String,
     /// Virtio devices, in the guest's order.
     pub virtio: Vec<VirtioDevice>,
     /// Block devices and their sizes in 512-byte sectors.
@@ -86,6 +88,7 @@ impl Info {
                         driver: field(&w, "driver").ok_or_else(bad)?.to_owned(),
                     });
                 }
+                Some("model") => info.model = w[1..].join(" "),
                 Some("block") => {
                     let sectors = field(&w, "sectors")
                         .and_then(|s| s.parse().ok())
@@ -154,12 +157,14 @@ mod tests {
         let t = "[    1.4] virtio_blk virtio1: [vda] 524288 512-byte logical blocks\r\n\
                  guest# bh-info hvc0\r\n\
                  BH-INFO kernel=6.1.0-56-arm64 console=hvc0\r\n\
+                 BH-INFO model Bulkhead guest cluster (qemu_virt_aarch64)\r\n\
                  BH-INFO virtio virtio0 id=0x0003 driver=virtio_console\r\n\
                  BH-INFO virtio virtio1 id=0x0002 driver=virtio_blk\r\n\
                  BH-INFO block vda sectors=524288\r\n";
         let i = Info::parse(t).unwrap();
         assert_eq!(i.kernel, "6.1.0-56-arm64");
         assert_eq!(i.console, "hvc0");
+        assert_eq!(i.model, "Bulkhead guest cluster (qemu_virt_aarch64)");
         assert_eq!(
             i.virtio
                 .iter()

@@ -145,6 +145,11 @@ fn boot(guest: &str, extra_args: &str) -> Booted {
     let info = Info::parse(&c.transcript()).unwrap_or_else(|e| panic!("{e}\n{}", c.transcript()));
     assert_eq!(info.kernel, images.version.kernel_release());
     assert_eq!(info.console, "hvc0");
+    // The kernel ran on the composed tree, not one of QEMU's making.
+    assert!(
+        info.model.starts_with(&format!("Bulkhead guest {guest} ")),
+        "{info:?}"
+    );
     let devices: Vec<_> = info
         .virtio
         .iter()
