@@ -249,3 +249,55 @@ fn bus_off_is_reported_and_recovery_waits_for_recover() {
     let last = st.last().copied().unwrap();
     assert_eq!((last.state, last.tec, last.rec), (BusState::Active, 0, 0));
 }
+
+#[test]
+fn a_restart_into_a_full_response_ring_announces_ready_once_there_is_room() {
+    let (m, h) = Model::new().handle();
+    let cfg = Config {
+        nominal_bps: 500_000,
+        data_bps: None,
+        tx_slots: 4,
+        filters: &ALL,
+    };
+    let mut can = FlexCan::new(h, &cfg).unwrap();
+    let (q, r) = (Region::from_lines(lines()), Region::from_lines(lines()));
+    // The driver's previous life filled the response ring; nobody read it.
+    let mut old = Producer::<Response<WireFrame>>::attach(r, RING_CAPACITY).unwrap();
+    for i in 0..RING_CAPACITY {
+        old.push(&Response {
+            id: i,
+            status: drv_status::SENT,
+            payload: WireFrame::default(),
+        })
+        .unwrap();
+    }
+    let mut hop = Hop::start(
+        Consumer::attach(q, RING_CAPACITY).unwrap(),
+        Producer::attach(r, RING_CAPACITY).unwrap(),
+        4,
+        false,
+    )
+    .unwrap();
+    let mut v = Virt {
+        req: Producer::attach(q, RING_CAPACITY).unwrap(),
+        resp: Consumer::attach(r, RING_CAPACITY).unwrap(),
+    };
+    v.submit(0, &std(0x10, &[1]));
+    m.borrow_mut().inject(&std(0x20, &[2]));
+    hop.serve(&mut can, 0).unwrap();
+    assert!(m.borrow().next_tx().is_none(), "nothing taken before READY");
+    assert_eq!(hop.rx_dropped, 1, "RX drained and counted meanwhile");
+    let stale = v.answers();
+    assert_eq!(stale.len(), RING_CAPACITY as usize);
+    assert!(stale.iter().all(|a| a.status == drv_status::SENT));
+    hop.serve(&mut can, 1).unwrap();
+    let a = v.answers();
+    assert_eq!((a[0].id, a[0].status), (EVENT_ID, drv_status::READY));
+    assert_eq!(decode_ready(a[0].payload.timestamp), Some((4, false)));
+    m.borrow_mut().drain();
+    hop.serve(&mut can, 2).unwrap();
+    assert!(v
+        .answers()
+        .iter()
+        .any(|r| (r.id, r.status) == (0, drv_status::SENT)));
+}

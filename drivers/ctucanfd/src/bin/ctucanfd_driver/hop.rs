@@ -24,6 +24,9 @@ pub struct Hop {
     /// The frame loaded in each slot (echoed in its response).
     loaded: [Option<WireFrame>; SLOTS],
     reported: Option<ControllerStatus>,
+    /// READY not yet pushed (the response ring was full at start, e.g.
+    /// after a restart while the virtualiser was not reading).
+    ready: Option<WireFrame>,
     /// Requests refused as malformed or unknown (counted, never acted on).
     pub bad_requests: u32,
     /// RX frames dropped to keep the slot-response reserve.
@@ -31,7 +34,9 @@ pub struct Hop {
 }
 
 impl Hop {
-    /// Attaches the hop and announces READY: `slots` TX buffers, FD or not.
+    /// Attaches the hop and announces READY: `slots` TX buffers, FD or not
+    /// (at once, or from the first [`Hop::serve`] that finds room). No
+    /// request is taken before READY is out.
     ///
     /// # Errors
     /// The response ring is corrupt.
@@ -48,15 +53,28 @@ impl Hop {
             slots,
             loaded: [None; SLOTS],
             reported: None,
+            ready: Some(WireFrame {
+                timestamp: encode_ready(u32::try_from(slots).unwrap_or(0), fd),
+                ..WireFrame::default()
+            }),
             bad_requests: 0,
             rx_dropped: 0,
         };
-        let ready = WireFrame {
-            timestamp: encode_ready(u32::try_from(slots).unwrap_or(0), fd),
-            ..WireFrame::default()
-        };
-        me.push(EVENT_ID, drv_status::READY, ready)?;
+        me.announce()?;
         Ok(me)
+    }
+
+    /// Pushes a pending READY if there is room; true once it is out.
+    fn announce(&mut self) -> Result<bool, RingError> {
+        let Some(w) = self.ready else {
+            return Ok(true);
+        };
+        if self.tx.free()? == 0 {
+            return Ok(false);
+        }
+        self.push(EVENT_ID, drv_status::READY, w)?;
+        self.ready = None;
+        Ok(true)
     }
 
     fn push(&mut self, id: u32, status: u32, payload: WireFrame) -> Result<(), RingError> {
@@ -89,6 +107,14 @@ impl Hop {
         ctrl: &mut C,
         now_ns: u64,
     ) -> Result<bool, RingError> {
+        if !self.announce()? {
+            // Still no room for READY: keep the controller drained (its RX
+            // is dropped and counted; nothing was submitted yet).
+            while ctrl.receive().is_some() {
+                self.rx_dropped = self.rx_dropped.saturating_add(1);
+            }
+            return Ok(self.tx.notify_needed());
+        }
         loop {
             let mut progress = false;
             // Completions first: they free TX buffers the next SUBMIT needs.
