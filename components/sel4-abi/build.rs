@@ -21,6 +21,9 @@ use std::path::PathBuf;
 const REQUIRED: &[(&str, &str)] = &[
     ("IRQAckIRQ", "IRQ_ACK_IRQ"),
     ("TCBWriteRegisters", "TCB_WRITE_REGISTERS"),
+    // A VMM reads the faulting vCPU thread's registers (every config has
+    // the method; only VMMs use it).
+    ("TCBReadRegisters", "TCB_READ_REGISTERS"),
     ("TCBResume", "TCB_RESUME"),
     ("TCBSuspend", "TCB_SUSPEND"),
     ("SchedContextConsumed", "SCHED_CONTEXT_CONSUMED"),
@@ -32,8 +35,6 @@ const VCPU: &[(&str, &str)] = &[
     ("ARMVCPUReadReg", "ARM_VCPU_READ_REG"),
     ("ARMVCPUWriteReg", "ARM_VCPU_WRITE_REG"),
     ("ARMVCPUAckVPPI", "ARM_VCPU_ACK_VPPI"),
-    // Only a VMM reads another thread's registers (the faulting vCPU's).
-    ("TCBReadRegisters", "TCB_READ_REGISTERS"),
 ];
 
 fn main() {

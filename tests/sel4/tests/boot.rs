@@ -247,6 +247,7 @@ fn sdk_labels_are_generated_and_sdk_only_code_compiles() {
     let labels = [
         ("IRQAckIRQ", 30),
         ("TCBWriteRegisters", 4),
+        ("TCBReadRegisters", 3),
         ("TCBResume", 11),
         ("TCBSuspend", 10),
         ("SchedContextConsumed", 40),
