@@ -253,7 +253,10 @@ while read -r f; do
     n=${n%.ko}
     ko_of[${n//-/_}]=$f
 done < <(find "$moddir/kernel" -name '*.ko')
-order=()
+# Two load phases: before the shell, and after it ("@after-shell").
+boot_order=()
+later_order=()
+phase=boot
 declare -A placed=()
 place() { # module name: its dependencies first, then itself
     local n=${1//-/_} f d
@@ -266,11 +269,17 @@ place() { # module name: its dependencies first, then itself
     esac
     placed[$n]=1
     for d in $(modinfo_field "$f" depends | tr ',' ' '); do place "$d"; done
-    order+=("$f")
+    if [ "$phase" = boot ]; then boot_order+=("$f"); else later_order+=("$f"); fi
 }
 while read -r line; do
     line=${line%%#*}
-    for m in $line; do place "$m"; done
+    for m in $line; do
+        case "$m" in
+        @after-shell) phase=later ;;
+        @*) die "guest/modules.list: unknown directive '$m'" ;;
+        *) place "$m" ;;
+        esac
+    done
 done <guest/modules.list
 
 # --- the initramfs -----------------------------------------------------------
@@ -281,14 +290,24 @@ cp "$bbdir/bin/busybox" "$root/bin/busybox"
 # /init is a shell script: /bin/sh must exist before busybox --install.
 ln -s busybox "$root/bin/sh"
 cp -R guest/rootfs/. "$root/"
+install_modules() { # order file, then the modules; appends their names to $names
+    local list=$1 f rel
+    shift
+    : >"$root/etc/bulkhead/$list"
+    for f in "$@"; do
+        rel=${f#"$moddir/"}
+        mkdir -p "$root/lib/modules/$krel/$(dirname "$rel")"
+        cp "$f" "$root/lib/modules/$krel/$rel"
+        printf '/lib/modules/%s/%s\n' "$krel" "$rel" >>"$root/etc/bulkhead/$list"
+        names+=("$(basename "$f" .ko)")
+    done
+}
 names=()
-for f in "${order[@]}"; do
-    rel=${f#"$moddir/"}
-    mkdir -p "$root/lib/modules/$krel/$(dirname "$rel")"
-    cp "$f" "$root/lib/modules/$krel/$rel"
-    printf '/lib/modules/%s/%s\n' "$krel" "$rel" >>"$root/etc/bulkhead/modules.order"
-    names+=("$(basename "$f" .ko)")
-done
+install_modules modules.order "${boot_order[@]}"
+boot_names=("${names[@]}")
+names=()
+install_modules modules-after-shell.order "${later_order[@]}"
+later_names=("${names[@]}")
 printf '%s\n' "$krel" >"$root/etc/bulkhead/kernel-release"
 # Same inputs, same bytes: fixed owner, modes without group/other write,
 # one timestamp, sorted entries, no gzip name or time.
@@ -309,7 +328,8 @@ mv "$OUT/initrd.cpio.gz.tmp" "$OUT/initrd.cpio.gz"
     echo "vmlinuz-format=$format"
     echo "image-text-offset=$text_offset"
     echo "image-size=$image_size"
-    echo "modules=${names[*]}"
+    echo "modules=${boot_names[*]}"
+    echo "modules-after-shell=${later_names[*]}"
     echo "image-sha256=$(sha256sum <"$OUT/Image" | cut -d' ' -f1)"
     echo "initrd-sha256=$(sha256sum <"$OUT/initrd.cpio.gz" | cut -d' ' -f1)"
     echo "inputs=$inputs"
@@ -318,5 +338,5 @@ mv "$OUT/VERSION.tmp" "$OUT/VERSION"
 
 say "built kernel $krel (Debian $kpkg $kver via $META $meta_ver; vmlinuz was $format)"
 say "  $OUT/Image: $(stat -c %s "$OUT/Image") bytes, text_offset $text_offset, image_size $image_size"
-say "  $OUT/initrd.cpio.gz: $(stat -c %s "$OUT/initrd.cpio.gz") bytes, $BUSYBOX $bb_ver, modules: ${names[*]}"
+say "  $OUT/initrd.cpio.gz: $(stat -c %s "$OUT/initrd.cpio.gz") bytes, $BUSYBOX $bb_ver, modules: ${boot_names[*]} (after the shell: ${later_names[*]})"
 say "  $OUT/VERSION"

@@ -6,7 +6,7 @@
 //! let v = Version::parse(
 //!     "metapackage=linux-image-arm64 6.1.192-2\nkernel-package=linux-image-6.1.0-56-arm64 6.1.192-2\n\
 //!      kernel-release=6.1.0-56-arm64\nbusybox-package=busybox-static 1:1.35.0-4\nimage-size=33619968\n\
-//!      image-text-offset=0\nmodules=virtio_mmio virtio_blk\n",
+//!      image-text-offset=0\nmodules=virtio_mmio virtio_blk\nmodules-after-shell=ext4\n",
 //! ).unwrap();
 //! assert_eq!(v.kernel_release(), "6.1.0-56-arm64");
 //! ```
@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 /// Keys every `VERSION` file has.
-pub const REQUIRED: [&str; 7] = [
+pub const REQUIRED: [&str; 8] = [
     "metapackage",
     "kernel-package",
     "kernel-release",
@@ -22,6 +22,7 @@ pub const REQUIRED: [&str; 7] = [
     "image-size",
     "image-text-offset",
     "modules",
+    "modules-after-shell",
 ];
 
 /// A parsed `VERSION` file.
@@ -140,9 +141,14 @@ impl Version {
         self.image_text_offset
     }
 
-    /// Modules in the initramfs, in load order.
+    /// Modules loaded before the shell starts, in load order.
     pub fn modules(&self) -> impl Iterator<Item = &str> {
         self.fields["modules"].split_whitespace()
+    }
+
+    /// Modules loaded in the background once the shell runs, in load order.
+    pub fn modules_after_shell(&self) -> impl Iterator<Item = &str> {
+        self.fields["modules-after-shell"].split_whitespace()
     }
 
     fn package(&self, key: &str) -> (&str, &str) {
@@ -158,7 +164,8 @@ mod tests {
     const GOOD: &str = "# comment\nmetapackage=linux-image-arm64 6.1.192-2\n\
         kernel-package=linux-image-6.1.0-56-arm64 6.1.192-2\nkernel-release=6.1.0-56-arm64\n\
         busybox-package=busybox-static 1:1.35.0-4+deb12u1+b1\nvmlinuz-format=raw\n\
-        image-text-offset=0\nimage-size=33619968\nmodules=virtio_mmio virtio_console\n";
+        image-text-offset=0\nimage-size=33619968\nmodules=virtio_mmio virtio_console\n\
+        modules-after-shell=\n";
 
     #[test]
     fn reads_every_field() {
@@ -176,6 +183,7 @@ mod tests {
             v.modules().collect::<Vec<_>>(),
             ["virtio_mmio", "virtio_console"]
         );
+        assert_eq!(v.modules_after_shell().count(), 0);
     }
 
     #[test]
@@ -190,7 +198,7 @@ mod tests {
         }
         assert_eq!(
             Version::parse(&format!("{GOOD}junk\n")),
-            Err(VersionError::BadLine(10))
+            Err(VersionError::BadLine(11))
         );
         assert_eq!(
             Version::parse(&format!("{GOOD}modules=x\n")),

@@ -94,11 +94,13 @@ fn guest_images_are_what_the_guests_need() {
         format!("{rel}\n").as_bytes()
     );
 
-    // Modules: the order init loads them in, each built for this kernel,
-    // each after its dependencies, and the list's modules all present.
-    let order = std::str::from_utf8(get("etc/bulkhead/modules.order").data).unwrap();
+    // Modules: the order init loads them in (before the shell, then after
+    // it), each built for this kernel, each after its dependencies, and the
+    // list's modules all present.
+    let before = std::str::from_utf8(get("etc/bulkhead/modules.order").data).unwrap();
+    let after = std::str::from_utf8(get("etc/bulkhead/modules-after-shell.order").data).unwrap();
     let mut loaded: Vec<String> = Vec::new();
-    for path in order.lines() {
+    for path in before.lines().chain(after.lines()) {
         let prefix = format!("/lib/modules/{rel}/kernel/");
         assert!(path.starts_with(&prefix), "{path}");
         let ko = get(path.trim_start_matches('/'));
@@ -135,6 +137,7 @@ fn guest_images_are_what_the_guests_need() {
         .lines()
         .filter_map(|l| l.split('#').next())
         .flat_map(str::split_whitespace)
+        .filter(|m| !m.starts_with('@'))
     {
         assert!(
             loaded.iter().any(|l| l == m),
@@ -143,9 +146,18 @@ fn guest_images_are_what_the_guests_need() {
     }
     assert_eq!(
         loaded,
-        v.modules().collect::<Vec<_>>(),
-        "VERSION's modules= is the load order"
+        v.modules()
+            .chain(v.modules_after_shell())
+            .collect::<Vec<_>>(),
+        "VERSION's modules= and modules-after-shell= are the load order"
     );
+    // What the shell and bh-info need is there before the shell.
+    for m in ["virtio_mmio", "virtio_console", "virtio_blk"] {
+        assert!(
+            v.modules().any(|l| l == m),
+            "{m} not loaded before the shell"
+        );
+    }
 
     // Cached: a second run builds nothing and leaves the outputs alone.
     let again = bulkhead_linux_tests::build_guest_images().unwrap_or_else(|e| panic!("{e}"));
