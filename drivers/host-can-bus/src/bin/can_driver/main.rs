@@ -97,13 +97,16 @@ struct Driver {
     rx_dropped: u64,
 }
 
+/// The queue region this PD maps at `vaddr` (from its configuration),
+/// checked with the runtime: mapped, writable, large enough.
 fn ring(vaddr: u64) -> Option<RingRegion<'static>> {
-    let p = usize::try_from(vaddr).ok()? as *mut u8;
-    // SAFETY: compose writes the hop's vaddr into this PD's read-only
-    // configuration from the allocation that maps a QUEUE_REGION_BYTES
-    // read-write queue region there for this PD (req at the hop, resp at
-    // +RESP_OFFSET) for the PD's life; it is used only through the ring.
-    unsafe { RingRegion::from_raw(p, QUEUE_REGION_BYTES) }.ok()
+    let r = bulkhead_runtime::Region::at(vaddr)
+        .ok()
+        .filter(|r| r.perms().write && r.size() >= QUEUE_REGION_BYTES)?;
+    // SAFETY: the runtime mapped this read-write region at `r.vaddr()` for
+    // the PD's life with at least QUEUE_REGION_BYTES (checked); it is used
+    // only through the ring (atomic word accesses).
+    unsafe { RingRegion::from_raw(r.vaddr() as *mut u8, QUEUE_REGION_BYTES) }.ok()
 }
 
 fn stop(why: &str) -> ! {
@@ -391,6 +394,9 @@ impl Handler for Driver {
             bridge,
             rx_dropped: 0,
         };
+        if me.req.is_none() || me.resp.is_none() {
+            debug_println!("can_driver: the driver hop's rings at {hop:#x} are not usable");
+        }
         debug_println!(
             "can_driver: {} bit/s{}, {} TX buffer(s), {} ECU(s), SocketCAN bridge {}",
             1_000_000_000 / u64::from(me.bus.config().timing.nominal_ns.max(1)),
