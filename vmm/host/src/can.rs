@@ -310,3 +310,150 @@ impl MmioDevice for CanSlot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The backend over in-memory rings, the test playing `can_virt`.
+    use super::*;
+    use bulkhead_can_frame::CanId;
+    use bulkhead_ring::{CacheLine, Region};
+    extern crate std;
+    use std::vec::Vec;
+
+    fn ring<T: bulkhead_ring::Pod>() -> (Producer<'static, T>, Consumer<'static, T>) {
+        let n = 4096 / core::mem::size_of::<CacheLine>();
+        let lines: &'static [CacheLine] = std::boxed::Box::leak(
+            (0..n)
+                .map(|_| CacheLine::new())
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
+        let r = Region::from_lines(lines);
+        (
+            Producer::attach(r, RING_CAPACITY).unwrap(),
+            Consumer::attach(r, RING_CAPACITY).unwrap(),
+        )
+    }
+
+    /// The backend, what it asked `can_virt`, and `can_virt`'s answer ring.
+    fn backend() -> (
+        RingCan,
+        Consumer<'static, Request<WireFrame>>,
+        Producer<'static, Response<WireFrame>>,
+    ) {
+        let (rq_p, rq_c) = ring();
+        let (rs_p, rs_c) = ring();
+        (RingCan::new(Some(rq_p), Some(rs_c)), rq_c, rs_p)
+    }
+
+    fn f(id: u16) -> Frame {
+        Frame::classic(CanId::standard(id).unwrap(), &[1, 2]).unwrap()
+    }
+
+    fn answer(
+        p: &mut Producer<'static, Response<WireFrame>>,
+        id: u32,
+        status: u32,
+        fr: Option<Frame>,
+    ) {
+        let payload = fr.map_or_else(WireFrame::default, |x| WireFrame::from_frame(&x, 0));
+        p.push(&Response {
+            id,
+            status,
+            payload,
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_tag_is_answered_once_and_answers_from_before_a_stop_are_ignored() {
+        let (mut b, mut virt, mut ans) = backend();
+        assert!(b.start());
+        let TxAdmit::Queued(t1) = b.transmit(&f(0x100)) else {
+            panic!()
+        };
+        let r = virt.pop().unwrap().unwrap();
+        assert_eq!(virt.pop().unwrap().unwrap().op, vmm_op::TX);
+        assert_eq!(r.op, vmm_op::START);
+        answer(&mut ans, t1, vmm_status::SENT, None);
+        answer(&mut ans, t1, vmm_status::SENT, None); // duplicate
+        b.pump();
+        assert_eq!(b.tx_completion(), Some((t1, true)));
+        assert_eq!(
+            b.tx_completion(),
+            None,
+            "a duplicate answer is not a second completion"
+        );
+        let TxAdmit::Queued(t2) = b.transmit(&f(0x100)) else {
+            panic!()
+        };
+        b.stop();
+        answer(&mut ans, t2, vmm_status::NOT_SENT, None);
+        b.pump();
+        assert_eq!(b.tx_completion(), None, "from before the STOP");
+        let TxAdmit::Queued(t3) = b.transmit(&f(0x100)) else {
+            panic!()
+        };
+        assert_ne!(t3 >> 16, t2 >> 16, "a new epoch");
+        assert_ne!(t3, EVENT_ID);
+    }
+
+    #[test]
+    fn held_bus_off_refuses_start_until_released() {
+        let (mut b, _virt, mut ans) = backend();
+        answer(&mut ans, 0, vmm_status::START_REFUSED, None);
+        b.pump();
+        assert!(b.bus_off() && !b.start());
+        answer(&mut ans, EVENT_ID, vmm_status::BUS_OK, None);
+        b.pump();
+        assert!(!b.bus_off() && b.start());
+        answer(&mut ans, EVENT_ID, vmm_status::BUS_OFF, None);
+        b.pump();
+        assert!(b.bus_off());
+    }
+
+    #[test]
+    fn received_frames_wait_in_order_and_garbage_is_counted() {
+        let (mut b, _virt, mut ans) = backend();
+        for id in [0x10, 0x11, 0x12] {
+            answer(&mut ans, EVENT_ID, vmm_status::RX, Some(f(id)));
+        }
+        let mut bad = WireFrame::from_frame(&f(0x13), 0);
+        bad.flags = 0x40;
+        ans.push(&Response {
+            id: EVENT_ID,
+            status: vmm_status::RX,
+            payload: bad,
+        })
+        .unwrap();
+        answer(&mut ans, 5, 0x999, None);
+        b.pump();
+        let mut got = Vec::new();
+        while let Some(x) = b.rx_peek() {
+            got.push(x.id().raw());
+            b.rx_pop();
+        }
+        assert_eq!(got, [0x10, 0x11, 0x12]);
+        assert_eq!(b.bad_answers, 2);
+    }
+
+    #[test]
+    fn transmit_is_busy_when_the_ring_is_full_and_nothing_is_lost() {
+        let (mut b, mut virt, _ans) = backend();
+        let mut n = 0;
+        while let TxAdmit::Queued(_) = b.transmit(&f(0x100)) {
+            n += 1;
+        }
+        assert_eq!(n, RING_CAPACITY);
+        let mut popped = 0;
+        while virt.pop().unwrap().is_some() {
+            popped += 1;
+        }
+        assert_eq!(popped, RING_CAPACITY, "every queued frame is on the ring");
+        assert_eq!(
+            b.transmit(&f(0x100)),
+            TxAdmit::Busy,
+            "32 outstanding until answered"
+        );
+    }
+}
