@@ -121,3 +121,35 @@ unsafe impl GlobalAlloc for Arena {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_aligned_disjoint_reused_and_bounded() {
+        static A: Arena = Arena::new();
+        let l = |size, align| Layout::from_size_align(size, align).unwrap();
+        // SAFETY: the test is the arena's only user; every block is freed
+        // with the layout it was allocated with.
+        unsafe {
+            let a = A.alloc(l(24, 8));
+            let b = A.alloc(l(24, 8));
+            assert!(!a.is_null() && !b.is_null());
+            assert!(
+                (b as usize).abs_diff(a as usize) >= 32,
+                "24 bytes take a 32-byte block"
+            );
+            let c = A.alloc(l(100, 64));
+            assert_eq!(c as usize % 64, 0);
+            A.dealloc(a, l(24, 8));
+            assert_eq!(A.alloc(l(20, 4)), a, "a freed block of the class is reused");
+            let r = A.realloc(b, l(24, 8), 30);
+            assert_eq!(r, b, "same class: same block");
+            let big = A.realloc(r, l(30, 8), 5000);
+            assert!(!big.is_null() && big != b);
+            assert!(A.alloc(l(16 << 20, 8)).is_null(), "above the largest class");
+            assert!(A.alloc(l(8, 8192)).is_null(), "alignment above a page");
+        }
+    }
+}

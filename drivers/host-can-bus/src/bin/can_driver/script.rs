@@ -151,3 +151,93 @@ pub fn parse(text: &str) -> Result<Script, String> {
     }
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_directive_parses_and_defaults_hold() {
+        let d = parse("").unwrap();
+        assert_eq!(
+            (d.slots, d.trace_bus, d.trace_tx, d.ecus.len()),
+            (3, false, false, 0)
+        );
+        assert!(!d.bus.fd);
+        let s = parse(
+            "# bus\nfd 500000 2000000\nslots 8\ntrace bus\ntrace tx\n\
+             periodic body 0x110 20000 1000 0a0b count  # with a counter\n\
+             flood noise 0x7ff 4 -\nnode gw\nperiodic ext 0x18daf110 1000 0 01\n",
+        )
+        .unwrap();
+        assert!(s.bus.fd && s.trace_bus && s.trace_tx);
+        assert_eq!(s.slots, 8);
+        let names: Vec<&str> = s.ecus.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["body", "noise", "gw", "ext"]);
+        match s.ecus[0].traffic {
+            Some(Traffic::Periodic {
+                frame,
+                period_ns,
+                offset_ns,
+                counter_byte,
+            }) => {
+                assert_eq!((frame.id().raw(), frame.data()), (0x110, &[0x0a, 0x0b][..]));
+                assert_eq!(
+                    (period_ns, offset_ns, counter_byte),
+                    (20_000_000, 1_000_000, Some(0))
+                );
+            }
+            _ => panic!("periodic expected"),
+        }
+        assert!(s.ecus[2].traffic.is_none());
+        match s.ecus[3].traffic {
+            Some(Traffic::Periodic { frame, .. }) => assert!(frame.id().is_extended()),
+            _ => panic!("periodic expected"),
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_refused_with_their_line_number() {
+        for (text, line) in [
+            ("bitrate 0", 1),
+            ("slots 9", 1),
+            ("\nslots 0", 2),
+            ("periodic a 0x800000000 1 0 -", 1),
+            ("periodic a 0x1 0 0 -", 1),
+            ("periodic a 0x1 1 0 123", 1),
+            ("periodic a 0x1 1 0 001122334455667788", 1),
+            ("periodic a 0x1 1 0 - count", 1),
+            ("\n\nflood a 0x1 x -", 3),
+            ("trace all", 1),
+            ("node", 1),
+        ] {
+            let e = parse(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text:?} accepted"));
+            assert!(
+                e.starts_with(&format!("can_script line {line}:")),
+                "{text:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn any_text_is_refused_or_parsed_never_a_panic() {
+        let words = [
+            "bitrate", "fd", "slots", "trace", "periodic", "flood", "node", "0x7ff", "-", "count",
+            "9", "ff", "#", "\n",
+        ];
+        let mut x = 0x2545_f491_u32;
+        for _ in 0..3000 {
+            let mut t = String::new();
+            for _ in 0..(x % 12) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                t.push_str(words[x as usize % words.len()]);
+                t.push(' ');
+            }
+            let _ = parse(&t);
+        }
+    }
+}
