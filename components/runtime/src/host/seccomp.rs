@@ -5,7 +5,8 @@
 //! loop: read/write its descriptors, wait on epoll, send/receive PPC and
 //! control messages, tell the time, sleep, and exit — plus positioned I/O,
 //! `lseek` and `fdatasync` on its descriptors, which is how a driver uses a
-//! bound disk image (no new authority: only descriptors it was given).
+//! bound disk image (no new authority: only descriptors it was given), and
+//! `io_uring_enter` on a ring it restricted to the same before lockdown.
 //! Everything else — in particular `open`/`openat`, `mmap`/`mprotect`/`mremap`/`munmap`/`brk`,
 //! `kill`/`tgkill`/`ptrace`/`process_vm_writev`, `fork`/`clone`/`execve` —
 //! traps with SIGSYS, which the supervisor (the PD's tracer) reports as a
@@ -44,6 +45,17 @@ const ALLOWED: &[(u32, &str)] = &[
         "epoll_ctl: drop a departed PPC peer from the wait set (only own descriptors)",
     ),
     (281, "epoll_pwait"),
+    // io_uring_setup (425) and io_uring_register (427) stay forbidden: only
+    // a ring made before lockdown can be entered, so a PD without one gets
+    // nothing from this. blk_driver's engine (drivers/host-blk-file
+    // engine.rs) restricts its ring before lockdown to READ_FIXED,
+    // WRITE_FIXED, FSYNC and FALLOCATE into its own registered buffers, no
+    // SQE flag but IO_DRAIN and no further registration: no more than
+    // pread64/pwrite64/fdatasync on descriptors the PD already holds.
+    (
+        426,
+        "io_uring_enter: submit to / wait on a ring set up before lockdown",
+    ),
     (441, "epoll_pwait2"),
 ];
 
@@ -158,8 +170,9 @@ mod tests {
         }
         // openat, open, mmap, mprotect, munmap, mremap, brk, kill, tgkill,
         // ptrace, process_vm_writev, clone, fork, execve, socket, ioctl
+        // … io_uring_setup, io_uring_register (no new ring after lockdown)
         for nr in [
-            257, 2, 9, 10, 11, 25, 12, 62, 234, 101, 311, 56, 57, 59, 41, 16,
+            257, 2, 9, 10, 11, 25, 12, 62, 234, 101, 311, 56, 57, 59, 41, 16, 425, 427,
         ] {
             assert_eq!(eval(AUDIT_ARCH_X86_64, nr), SECCOMP_RET_TRAP, "nr {nr}");
         }

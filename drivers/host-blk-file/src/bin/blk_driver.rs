@@ -6,37 +6,61 @@
 //! channel, `drv` hop vaddr, data region size). At every start (and
 //! restart) it publishes the disk size and its start count in the hop's
 //! info block and notifies `blk_virt`, which resends whatever an earlier
-//! incarnation held. Requests are served one at a time with
-//! [`FileDisk::handle_bytes`] (`pread`/`pwrite`/`fdatasync`): the only use
-//! of the library, so another I/O engine can take its place.
+//! incarnation held. Requests are served by
+//! [`drv_host_blk_file::queued::QueuedDisk`] (the same checks and answers
+//! as `FileDisk`): up to `DRIVER_SLOTS` of them at the disk at once through
+//! io_uring, set up before the seccomp lockdown by a process constructor
+//! ([`PREPARE`]); afterwards the engine needs only `io_uring_enter`.
 #![no_main]
 
-use core::sync::atomic::{AtomicPtr, Ordering};
-use std::fs::File;
-use std::os::fd::FromRawFd;
+use core::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 
-use bulkhead_blk_protocol::{WireRequest, WireResponse};
+use bulkhead_blk_protocol::{Response, WireResponse, REQUEST_LEN};
 use bulkhead_config::FieldReader;
 use bulkhead_ring::{Armed, RingError};
 use bulkhead_runtime::{debug_println, Channel, ChannelSet, Handler};
-use bulkhead_virt_blk_pd::hop::{HopRegions, Info, Lower};
-use drv_host_blk_file::FileDisk;
+use bulkhead_virt_blk_pd::hop::{HopRegions, Info, Lower, DRIVER_SLOTS, SLOT_BYTES};
+use drv_host_blk_file::engine::EngineConfig;
+use drv_host_blk_file::queued::{DriverHop, HopBroken, QueuedDisk, ServeError};
 
 /// Compose's driver section for class blk.
 const DEVICE: u32 = 0x0002_8001;
 /// The host resource name compose binds.
 const DISK: &str = "disk0";
 
-/// The disk, built once: a restart (memory kept, as on Microkit) reuses it
-/// instead of allocating again (no new mappings after lockdown).
-static THE_DISK: AtomicPtr<FileDisk> = AtomicPtr::new(core::ptr::null_mut());
+/// The disk, built once before lockdown: a restart (memory kept, as on
+/// Microkit) reuses it — no ring can be made, nothing mapped, afterwards.
+static THE_DISK: AtomicPtr<QueuedDisk> = AtomicPtr::new(core::ptr::null_mut());
+/// Why the engine could not be set up (errno), for `init` to report.
+static PREPARE_ERRNO: AtomicI32 = AtomicI32::new(0);
+
+/// A process constructor: runs before `main`, so before the runtime's
+/// seccomp lockdown — making the io_uring ring needs `io_uring_setup`,
+/// `mmap` and `io_uring_register`, which the PD may not call afterwards.
+/// No file yet (the image's descriptor comes with the boot message);
+/// `init` attaches it.
+#[used]
+#[link_section = ".init_array"]
+static PREPARE: extern "C" fn() = prepare;
+
+extern "C" fn prepare() {
+    let cfg = EngineConfig {
+        depth: DRIVER_SLOTS,
+        max_len: SLOT_BYTES as usize,
+        read_only: false,
+        // The supervisor opened the image without O_DIRECT.
+        direct: false,
+    };
+    match QueuedDisk::prepare(&cfg) {
+        Ok(d) => THE_DISK.store(Box::into_raw(Box::new(d)), Ordering::Release),
+        Err(e) => PREPARE_ERRNO.store(e.raw_os_error().unwrap_or(-1), Ordering::Release),
+    }
+}
 
 struct BlkDriver {
     hop: Lower,
     virt: Channel,
-    disk: &'static mut FileDisk,
-    /// A response the full ring could not take yet.
-    held: Option<WireResponse>,
+    disk: &'static mut QueuedDisk,
 }
 
 fn stop(why: core::fmt::Arguments<'_>) -> ! {
@@ -53,23 +77,32 @@ fn image_len(fd: i32) -> Option<u64> {
     u64::try_from(end).ok()
 }
 
-fn disk() -> &'static mut FileDisk {
-    let mut p = THE_DISK.load(Ordering::Acquire);
+fn disk() -> &'static mut QueuedDisk {
+    let p = THE_DISK.load(Ordering::Acquire);
     if p.is_null() {
-        let fd = bulkhead_runtime::host_resource(DISK)
-            .unwrap_or_else(|e| stop(format_args!("no disk image bound as `{DISK}`: {e}")));
-        let len = image_len(fd).unwrap_or_else(|| stop(format_args!("cannot size the disk image")));
-        // SAFETY: the descriptor was handed to this PD for this disk and
-        // nothing else owns it; the File takes it over for the PD's life.
-        let file = unsafe { File::from_raw_fd(fd) };
-        // A read-only binding makes every write fail with IOERR (EBADF).
-        p = Box::into_raw(Box::new(FileDisk::from_file(file, false, len)));
-        THE_DISK.store(p, Ordering::Release);
+        stop(format_args!(
+            "no I/O engine (io_uring set-up failed before lockdown: errno {})",
+            PREPARE_ERRNO.load(Ordering::Acquire)
+        ));
     }
-    // SAFETY: `p` came from Box::into_raw above (now or before a restart)
-    // and is never freed. The PD is single-threaded and a restart discards
-    // the previous incarnation's stack, so this is the only live reference.
-    unsafe { &mut *p }
+    // SAFETY: `p` came from Box::into_raw in `prepare` and is never freed.
+    // The PD is single-threaded and a restart discards the previous
+    // incarnation's stack, so this is the only live reference.
+    let d = unsafe { &mut *p };
+    // An earlier incarnation may have left requests in flight: wait for
+    // them and forget them (blk_virt resends what was not answered).
+    if let Err(e) = d.drain() {
+        stop(format_args!("draining the I/O engine: {e}"));
+    }
+    let fd = bulkhead_runtime::host_resource(DISK)
+        .unwrap_or_else(|e| stop(format_args!("no disk image bound as `{DISK}`: {e}")));
+    let len = image_len(fd).unwrap_or_else(|| stop(format_args!("cannot size the disk image")));
+    // The descriptor stays open for the PD's life (the runtime holds it).
+    // A read-only binding makes every write fail with IOERR (EBADF).
+    if d.attach_fd(fd, len, None).is_err() {
+        stop(format_args!("I/O engine busy after draining"));
+    }
+    d
 }
 
 /// (virtualiser channel, `drv` hop vaddr) from the configuration.
@@ -94,50 +127,73 @@ fn config() -> (u8, u64) {
     parsed.unwrap_or_else(|| stop(format_args!("driver section refused")))
 }
 
-impl BlkDriver {
-    /// Serves requests until the ring is empty or the response ring full.
-    fn serve(&mut self) {
-        let mut pushed = false;
-        loop {
-            if let Some(rsp) = self.held {
-                match self.hop.tx.push(&rsp) {
-                    Ok(()) => {
-                        self.held = None;
-                        pushed = true;
-                    }
-                    Err(RingError::Full) => break,
-                    Err(_) => stop(format_args!("response ring corrupt")),
-                }
-            }
-            let w: WireRequest = match self.hop.rx.pop() {
-                Ok(Some(w)) => w,
-                Ok(None) => match self.hop.rx.arm_signal() {
-                    Ok(Armed::Pending) => continue,
-                    Ok(Armed::MaySleep) => break,
-                    Err(_) => stop(format_args!("request ring corrupt")),
-                },
-                Err(_) => stop(format_args!("request ring corrupt")),
-            };
-            let (out, inp) = (self.hop.regions.out, self.hop.regions.inp);
-            // SAFETY: `blk_drv_out` is mapped readable and `blk_drv_in`
-            // read-write for the PD's life, in different regions. blk_virt
-            // writes a slot of `out` only before sending the request that
-            // names it and reads a slot of `in` only after this driver's
-            // response, so nobody changes the bytes behind these slices
-            // while the request is served (a faulty blk_virt can only spoil
-            // its own data). No other reference into them exists here, and
-            // they are dropped at the end of this iteration.
-            let (out, inp) = unsafe {
-                (
-                    core::slice::from_raw_parts(out.vaddr() as *const u8, out.size()),
-                    core::slice::from_raw_parts_mut(inp.vaddr() as *mut u8, inp.size()),
-                )
-            };
-            let rsp = self.disk.handle_bytes(&w.0, out, inp);
-            self.held = Some(WireResponse::from(&rsp));
+/// The `drv` hop's lower end as the engine's serve loop sees it.
+struct Hop<'a> {
+    hop: &'a mut Lower,
+    virt: Channel,
+}
+
+impl DriverHop for Hop<'_> {
+    fn pop(&mut self) -> Result<Option<[u8; REQUEST_LEN]>, HopBroken> {
+        self.hop
+            .rx
+            .pop()
+            .map(|w| w.map(|w| w.0))
+            .map_err(|_| HopBroken)
+    }
+
+    fn arm(&mut self) -> Result<bool, HopBroken> {
+        match self.hop.rx.arm_signal() {
+            Ok(Armed::MaySleep) => Ok(true),
+            Ok(Armed::Pending) => Ok(false),
+            Err(_) => Err(HopBroken),
         }
-        if pushed && self.hop.tx.notify_needed() {
+    }
+
+    fn push(&mut self, rsp: &Response) -> Result<bool, HopBroken> {
+        match self.hop.tx.push(&WireResponse::from(rsp)) {
+            Ok(()) => Ok(true),
+            Err(RingError::Full) => Ok(false),
+            Err(_) => Err(HopBroken),
+        }
+    }
+
+    fn notify(&mut self) {
+        if self.hop.tx.notify_needed() {
             let _ = self.virt.notify();
+        }
+    }
+
+    fn regions(&mut self) -> (&[u8], &mut [u8]) {
+        let (out, inp) = (self.hop.regions.out, self.hop.regions.inp);
+        // SAFETY: `blk_drv_out` is mapped readable and `blk_drv_in`
+        // read-write for the PD's life, in different regions. blk_virt
+        // writes a slot of `out` only before sending the request that names
+        // it (its bytes are copied into a bounce buffer when the request is
+        // taken) and reads a slot of `in` only after this driver's response
+        // (its bytes are copied in when the read completes, before the
+        // response), so nobody changes the bytes behind these slices while
+        // they are used (a faulty blk_virt can only spoil its own data). The
+        // slices live no longer than the borrow of this hop.
+        unsafe {
+            (
+                core::slice::from_raw_parts(out.vaddr() as *const u8, out.size()),
+                core::slice::from_raw_parts_mut(inp.vaddr() as *mut u8, inp.size()),
+            )
+        }
+    }
+}
+
+impl BlkDriver {
+    fn serve(&mut self) {
+        let mut hop = Hop {
+            hop: &mut self.hop,
+            virt: self.virt,
+        };
+        match self.disk.serve(&mut hop) {
+            Ok(()) => {}
+            Err(ServeError::Hop(_)) => stop(format_args!("a ring of the drv hop is corrupt")),
+            Err(ServeError::Io(e)) => stop(format_args!("io_uring: {e}")),
         }
     }
 }
@@ -162,12 +218,16 @@ impl Handler for BlkDriver {
         if hop.publish(&info).is_err() {
             stop(format_args!("cannot publish the disk's info"));
         }
-        debug_println!("blk_driver: start {epoch}: {} sectors", info.sectors);
+        debug_println!(
+            "blk_driver: start {epoch}: {} sectors, io_uring depth {} ({:?})",
+            info.sectors,
+            disk.engine().depth(),
+            disk.engine().direct()
+        );
         let mut me = BlkDriver {
             hop,
             virt: Channel::new(ch),
             disk,
-            held: None,
         };
         // Tell blk_virt (a new epoch means "resend what I held"), then take
         // whatever is already queued.
