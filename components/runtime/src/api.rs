@@ -493,6 +493,13 @@ pub(crate) enum ConfigLoadError {
 
 /// Finds, checks and parses the configuration region (see [`config`]).
 pub(crate) fn load_config() -> Result<Option<ConfigRegion<'static>>, ConfigLoadError> {
+    // seL4: the runtime copied (and checked) the configuration at boot.
+    if let Some(copy) = backend::config_copy() {
+        let bytes = copy.map_err(ConfigLoadError::Runtime)?;
+        return ConfigRegion::parse(bytes, pd_name())
+            .map(Some)
+            .map_err(ConfigLoadError::Format);
+    }
     let region = match Region::get(CONFIG_SYMBOL) {
         Ok(r) => r,
         Err(RuntimeError::NoSuchRegion) => {

@@ -42,6 +42,7 @@ extern crate std;
 pub mod protection_removed;
 
 mod api;
+pub mod maps;
 pub mod wire;
 
 #[cfg(target_os = "linux")]

@@ -277,8 +277,215 @@ fn vcpu_fault<H: Handler>(h: &mut H, id: u8, label: u64) -> Option<AbiInfo> {
 pub(crate) fn start<H: Handler>(table: &'static [RegionDecl]) -> ! {
     REGIONS_LEN.store(table.len(), Ordering::Release);
     REGIONS_PTR.store(table.as_ptr().cast_mut(), Ordering::Release);
+    boot_config::load();
     let pd = Pd(H::init());
     run(pd)
+}
+
+/// The PD's configuration on seL4: copied once out of its map (whose vaddr
+/// and size the tool patches into `bulkhead_config_vaddr` /
+/// `bulkhead_config_size`; `bulkhead compose` emits those setvars on every
+/// PD's configuration map) before `init`, parsed from the copy, and its
+/// `MAPS` section ([`crate::maps`]) kept as the PD's map table.
+///
+/// Why a copy: seL4 tells a PD nothing about other PDs' maps, so the
+/// runtime cannot vouch that nobody writes the region; bytes copied into the
+/// PD's own memory cannot change after they were checked.
+mod boot_config {
+    use core::cell::UnsafeCell;
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    use bulkhead_config::ConfigRegion;
+    use bulkhead_sel4_abi::symbols::Patched;
+
+    use crate::maps::{MapTable, MapsError};
+    use crate::{debug_println, pd_name};
+
+    /// Largest configuration the runtime copies.
+    pub const CONFIG_MAX: usize = 64 * 1024;
+
+    /// `setvar_vaddr` of the PD's configuration map.
+    #[no_mangle]
+    #[used]
+    #[link_section = ".data.microkit"]
+    static bulkhead_config_vaddr: Patched<u64> = Patched::new(0);
+
+    /// `setvar_size` of the PD's configuration map.
+    #[no_mangle]
+    #[used]
+    #[link_section = ".data.microkit"]
+    static bulkhead_config_size: Patched<u64> = Patched::new(0);
+
+    extern "C" {
+        /// End of the PD's image (`link/microkit-pd.ld`).
+        static __bulkhead_image_end: u8;
+    }
+
+    struct Boot {
+        bytes: [u8; CONFIG_MAX],
+        len: usize,
+        maps: MapTable,
+    }
+
+    struct BootCell(UnsafeCell<Boot>);
+    // SAFETY: a PD is one thread; the cell is written only by `load`, which
+    // `start` calls once before `init`, and only read after `STATE` says it
+    // is done (Release/Acquire), so no access races a write.
+    unsafe impl Sync for BootCell {}
+
+    static BOOT: BootCell = BootCell(UnsafeCell::new(Boot {
+        bytes: [0; CONFIG_MAX],
+        len: 0,
+        maps: MapTable::new(),
+    }));
+
+    const EMPTY: u8 = 0;
+    const LOADED: u8 = 1;
+    const BAD: u8 = 2;
+    static STATE: AtomicU8 = AtomicU8::new(EMPTY);
+
+    fn boot() -> Option<&'static Boot> {
+        if STATE.load(Ordering::Acquire) != LOADED {
+            return None;
+        }
+        // SAFETY: LOADED is stored after the last write (see `BootCell`);
+        // nothing writes the cell afterwards.
+        Some(unsafe { &*BOOT.0.get() })
+    }
+
+    /// The copied configuration bytes (`None`: this PD has no
+    /// configuration map, or it was refused at boot).
+    pub fn bytes() -> Option<&'static [u8]> {
+        boot().map(|b| &b.bytes[..b.len])
+    }
+
+    /// Whether a configuration map exists but was refused at boot.
+    pub fn refused() -> bool {
+        STATE.load(Ordering::Acquire) == BAD
+    }
+
+    /// The map table from the configuration (empty without one).
+    pub fn maps() -> Option<&'static MapTable> {
+        boot().map(|b| &b.maps)
+    }
+
+    fn refuse(why: &dyn core::fmt::Display) {
+        debug_println!("{}: configuration refused: {why}", pd_name());
+        STATE.store(BAD, Ordering::Release);
+    }
+
+    /// Copies, parses and checks the configuration; called once by `start`.
+    pub fn load() {
+        let vaddr = bulkhead_config_vaddr.get();
+        let size = bulkhead_config_size.get();
+        if vaddr == 0 || size == 0 {
+            return;
+        }
+        let Ok(size) = usize::try_from(size) else {
+            return refuse(&"size does not fit");
+        };
+        if size > CONFIG_MAX {
+            return refuse(&"larger than the runtime's 64 KiB copy");
+        }
+        // SAFETY: `load` runs once, before `init`, on the PD's only thread
+        // and before STATE is set, so this is the only reference.
+        let b = unsafe { &mut *BOOT.0.get() };
+        for (i, dst) in b.bytes[..size].iter_mut().enumerate() {
+            let src = core::ptr::with_exposed_provenance::<u8>(
+                usize::try_from(vaddr).unwrap_or(0).wrapping_add(i),
+            );
+            // SAFETY: the tool patched `vaddr`/`size` from this PD's own
+            // `<map>` of its configuration region (mapped readable for the
+            // PD's life); volatile because seL4 cannot tell us whether
+            // another PD maps it writable.
+            *dst = unsafe { core::ptr::read_volatile(src) };
+        }
+        b.len = size;
+        // A zeroed region is "no configuration yet" (as on the host board).
+        if b.bytes[..size].iter().all(|&x| x == 0) {
+            b.len = 0;
+            return;
+        }
+        let cfg = match ConfigRegion::parse(&b.bytes[..size], pd_name()) {
+            Ok(c) => c,
+            Err(e) => return refuse(&e),
+        };
+        let maps = match MapTable::from_config(&cfg) {
+            Ok(m) => m,
+            Err(e) => return refuse(&e),
+        };
+        if let Err(e) = check_against_self(&maps, vaddr, size as u64) {
+            return refuse(&e);
+        }
+        b.maps = maps;
+        STATE.store(LOADED, Ordering::Release);
+    }
+
+    /// Why a configured map cannot be used by this PD.
+    struct SelfOverlap(&'static str, MapsError);
+
+    impl core::fmt::Display for SelfOverlap {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            write!(f, "{} ({})", self.0, self.1)
+        }
+    }
+
+    /// A configured map must not cover the PD's own image, its stack (and
+    /// IPC buffer above it) or the configuration map: a wrong table would
+    /// otherwise alias the PD's own memory.
+    fn check_against_self(
+        maps: &MapTable,
+        cfg_vaddr: u64,
+        cfg_size: u64,
+    ) -> Result<(), SelfOverlap> {
+        let image_lo = super::PD_ENTRY;
+        // Only the symbol's address is taken (safe); it is never read.
+        let image_hi = core::ptr::addr_of!(__bulkhead_image_end).addr() as u64;
+        let here = 0u8;
+        let sp = core::ptr::addr_of!(here).addr() as u64;
+        // The stack is at most 16 MiB (Microkit's stack_size limit); the IPC
+        // buffer and its guard page sit within two pages above SP's start.
+        let stack_lo = sp.saturating_sub(0x100_0000);
+        let stack_hi = (sp | 0xfff).saturating_add(0x2001);
+        for (i, e) in maps.entries().iter().enumerate() {
+            if e.overlaps(image_lo, image_hi) {
+                return Err(SelfOverlap(
+                    "a configured map covers the PD's image",
+                    MapsError::BadRange(i),
+                ));
+            }
+            if e.overlaps(stack_lo, stack_hi) {
+                return Err(SelfOverlap(
+                    "a configured map covers the PD's stack",
+                    MapsError::BadRange(i),
+                ));
+            }
+            if e.overlaps(cfg_vaddr, cfg_vaddr.saturating_add(cfg_size)) {
+                return Err(SelfOverlap(
+                    "a configured map covers the configuration",
+                    MapsError::BadRange(i),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The configuration bytes the runtime copied at boot (seL4), for
+/// `api::load_config`. `Some(Err)` when a configuration map exists but was
+/// refused (the reason was printed at boot).
+pub(crate) fn config_copy() -> Option<Result<&'static [u8], RuntimeError>> {
+    if boot_config::refused() {
+        return Some(Err(RuntimeError::BadConfig));
+    }
+    boot_config::bytes().map(Ok)
+}
+
+/// A region from the configuration's map table.
+fn configured_region(e: &crate::maps::MapEntry) -> Result<Region, RuntimeError> {
+    let vaddr = usize::try_from(e.vaddr).map_err(|_| RuntimeError::NoSuchRegion)?;
+    let size = usize::try_from(e.size).map_err(|_| RuntimeError::NoSuchRegion)?;
+    Ok(Region::from_mapping(vaddr, size, e.perms, false))
 }
 
 #[cfg(sel4_sdk)]
@@ -394,10 +601,13 @@ fn invocation_error(e: bulkhead_sel4_abi::invocations::InvocationError) -> Runti
 }
 
 pub(crate) fn region(name: &str) -> Result<Region, RuntimeError> {
-    let d = regions()
-        .iter()
-        .find(|d| d.name == name)
-        .ok_or(RuntimeError::NoSuchRegion)?;
+    let Some(d) = regions().iter().find(|d| d.name == name) else {
+        // Not declared in `protection_domain!`: the configuration's maps.
+        return boot_config::maps()
+            .and_then(|m| m.by_name(name))
+            .ok_or(RuntimeError::NoSuchRegion)
+            .and_then(configured_region);
+    };
     let vaddr = usize::try_from(d.vaddr.get()).map_err(|_| RuntimeError::NoSuchRegion)?;
     let size = usize::try_from(d.size.get()).map_err(|_| RuntimeError::NoSuchRegion)?;
     // 0 = the tool patched nothing: the .system file lacks the setvars.
@@ -410,11 +620,16 @@ pub(crate) fn region(name: &str) -> Result<Region, RuntimeError> {
 }
 
 pub(crate) fn region_at(vaddr: u64) -> Result<Region, RuntimeError> {
-    let d = regions()
+    if let Some(d) = regions()
         .iter()
         .find(|d| vaddr != 0 && d.vaddr.get() == vaddr)
-        .ok_or(RuntimeError::NoSuchRegion)?;
-    region(d.name)
+    {
+        return region(d.name);
+    }
+    boot_config::maps()
+        .and_then(|m| m.at(vaddr))
+        .ok_or(RuntimeError::NoSuchRegion)
+        .and_then(configured_region)
 }
 
 pub(crate) fn setvar(name: &str) -> Result<u64, RuntimeError> {

@@ -219,6 +219,9 @@ pub fn generate(r: &Resolved, desc_name: &str) -> Result<Vec<OutputFile>, String
     o.push_str("    file, and regenerate (tools/compose/README.md). Names and ids:\n");
     o.push_str("    system/automotive/README.md; rules: system/README.md.\n-->\n<system>\n");
 
+    // Every memory region's size, for each PD's `MAPS` section.
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+
     // --- guest RAM ---------------------------------------------------------
     o.push_str("    <!-- Guest RAM: mapped into its VM and into that VM's VMM only. -->\n");
     for g in &r.guests {
@@ -228,6 +231,7 @@ pub fn generate(r: &Resolved, desc_name: &str) -> Result<Vec<OutputFile>, String
             g.name,
             hx(g.ram, false)
         );
+        sizes.insert(format!("{}_ram", g.name), g.ram);
         if let Some(pd) = pds.get_mut(&format!("{}_vmm", g.name)) {
             pd.maps
                 .push((format!("{}_ram", g.name), l::GUEST_RAM_BASE, "rw", true));
@@ -283,6 +287,7 @@ pub fn generate(r: &Resolved, desc_name: &str) -> Result<Vec<OutputFile>, String
                     l::data_size(c)
                 };
                 let rname = format!("{n}_{hop}_{part}");
+                sizes.insert(rname.clone(), size);
                 let _ = writeln!(
                     ring_text,
                     "    <memory_region name=\"{rname}\" size=\"{}\" />",
@@ -326,6 +331,7 @@ pub fn generate(r: &Resolved, desc_name: &str) -> Result<Vec<OutputFile>, String
                 hx(w.size, false),
                 hx(w.paddr, true)
             );
+            sizes.insert(w.region.clone(), w.size);
             if let Some(p) = pds.get_mut(&drv_name) {
                 p.maps.push((
                     w.region.clone(),
@@ -349,6 +355,7 @@ pub fn generate(r: &Resolved, desc_name: &str) -> Result<Vec<OutputFile>, String
                 "    <memory_region name=\"{n}_dma\" size=\"{}\" />",
                 hx(dma, false)
             );
+            sizes.insert(format!("{n}_dma"), dma);
             if let Some(p) = pds.get_mut(&drv_name) {
                 p.maps.push((format!("{n}_dma"), l::DMA_VADDR, "rw", false));
                 p.setvars
@@ -373,7 +380,12 @@ pub fn generate(r: &Resolved, desc_name: &str) -> Result<Vec<OutputFile>, String
     o.push_str("         layouts in tools/compose/src/sections.rs). -->\n");
     let mut configs = Vec::new();
     for name in &order {
-        let bytes = config_for(r, name, base, stride, &dtbs)?;
+        let maps = pds
+            .get(name)
+            .map(|p| maps_section(&p.maps, &sizes))
+            .transpose()?
+            .unwrap_or_default();
+        let bytes = config_for(r, name, base, stride, &dtbs, &maps)?;
         let size = (bytes.len() as u64).div_ceil(0x1000) * 0x1000;
         let _ = writeln!(o, "    <memory_region name=\"{name}_config\" size=\"{}\" prefill_path=\"{bname}/{name}_config.bin\" />", hx(size, false));
         configs.push(OutputFile {
@@ -401,10 +413,25 @@ pub fn generate(r: &Resolved, desc_name: &str) -> Result<Vec<OutputFile>, String
         } else {
             String::new()
         };
-        let _ = writeln!(o, "    <protection_domain name=\"{name}\" priority=\"{}\" budget=\"{}\" period=\"{}\"{cpu}>", sc.priority, sc.budget, sc.period);
+        // VMMs and virtualisers build their state (device models, queues,
+        // per-guest policies) by value in `init`: more than Microkit's
+        // 8 KiB default stack.
+        let stack = if name.ends_with("_vmm") || name.ends_with("_virt") {
+            format!(" stack_size=\"{}\"", hx(l::STATE_STACK_SIZE, false))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(o, "    <protection_domain name=\"{name}\" priority=\"{}\" budget=\"{}\" period=\"{}\"{cpu}{stack}>", sc.priority, sc.budget, sc.period);
         let _ = writeln!(o, "        <program_image path=\"{name}.elf\" />");
         for (mr, va, perms, cached) in &p.maps {
-            let extra = if *cached { "" } else { " cached=\"false\"" };
+            let mut extra = if *cached { "" } else { " cached=\"false\"" }.to_string();
+            // The runtime finds its configuration through these two setvars
+            // (on seL4 nothing else tells a PD where it is).
+            if *mr == format!("{name}_config") {
+                extra.push_str(
+                    " setvar_vaddr=\"bulkhead_config_vaddr\" setvar_size=\"bulkhead_config_size\"",
+                );
+            }
             let _ = writeln!(
                 o,
                 "        <map mr=\"{mr}\" vaddr=\"{}\" perms=\"{perms}\"{extra} />",
@@ -492,6 +519,40 @@ pub fn generate(r: &Resolved, desc_name: &str) -> Result<Vec<OutputFile>, String
     Ok(files)
 }
 
+/// The runtime's `MAPS` section of a PD (layout in `sections.rs`): every
+/// map but the configuration's own, in the order of its `<map>` lines.
+fn maps_section(maps: &[MapLine], sizes: &BTreeMap<String, u64>) -> Result<Vec<u8>, String> {
+    let mut w = SectionWriter::new();
+    w.u32(s::count(maps.len())).u32(0);
+    for (mr, va, perms, cached) in maps {
+        let size = sizes
+            .get(mr)
+            .ok_or_else(|| format!("internal: no size for region {mr}"))?;
+        if mr.is_empty() || mr.len() > s::MAPS_NAME_MAX {
+            return Err(format!(
+                "region name {mr:?} is longer than {} bytes",
+                s::MAPS_NAME_MAX
+            ));
+        }
+        let bits = perms.bytes().fold(0u8, |b, c| {
+            b | match c {
+                b'r' => 1,
+                b'w' => 2,
+                b'x' => 4,
+                _ => 0,
+            }
+        });
+        w.u64(*va).u64(*size);
+        w.u8(bits).u8(u8::from(*cached));
+        w.u8(u8::try_from(mr.len()).unwrap_or(0));
+        w.bytes(&[0; 5]);
+        let mut name = [0u8; s::MAPS_NAME_MAX];
+        name[..mr.len()].copy_from_slice(mr.as_bytes());
+        w.bytes(&name);
+    }
+    Ok(w.into_bytes())
+}
+
 /// The configuration region of PD `name`.
 fn config_for(
     r: &Resolved,
@@ -499,8 +560,9 @@ fn config_for(
     base: u64,
     stride: u64,
     dtbs: &BTreeMap<usize, Vec<u8>>,
+    maps: &[u8],
 ) -> Result<Vec<u8>, String> {
-    let mut b = ConfigBuilder::new(name);
+    let mut b = ConfigBuilder::new(name).optional_section(s::RUNTIME_MAPS, s::VERSION, maps);
     let err = |e: bulkhead_config::ConfigError| format!("configuration of {name}: {e:?}");
     if let Some(g) = r.guests.iter().find(|g| format!("{}_vmm", g.name) == name) {
         let gic = match r.board.gic {

@@ -22,6 +22,9 @@ use crate::Class;
 
 /// Each PD's configuration region.
 pub const CONFIG_VADDR: u64 = 0x1000_0000;
+/// `stack_size` of VMMs and virtualisers (they build their state by value in
+/// `init`; Microkit's default is 8 KiB).
+pub const STATE_STACK_SIZE: u64 = 0x2_0000;
 /// First device window of a driver.
 pub const DEVICE_VADDR: u64 = 0x2000_0000;
 /// Distance between a driver's device windows.

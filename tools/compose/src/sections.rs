@@ -10,6 +10,16 @@
 //! assert_eq!(bulkhead_config::type_class(VMM_GUEST), "vmm");
 //! ```
 //!
+//! # Every PD: the runtime's `MAPS` (`0x0000_0001`, optional)
+//!
+//! Every map of the PD except its configuration's own, so the runtime on
+//! seL4 finds any region by name or vaddr as the host board's supervisor
+//! lets it (decoder: `components/runtime/src/maps.rs`). count u32, pad u32;
+//! per map (88 bytes): vaddr u64, size u64, perms u8 (r=1, w=2, x=4),
+//! cached u8, name length u8, pad \[5\], name \[64\] (zero padded). The
+//! configuration's own map carries `setvar_vaddr="bulkhead_config_vaddr"
+//! setvar_size="bulkhead_config_size"`.
+//!
 //! # Every virtualiser: `HOPS` (`0xCCCC_0001`, CCCC = class)
 //!
 //! | size | field |
@@ -69,6 +79,10 @@ use bulkhead_config::SectionWriter;
 
 use crate::Class;
 
+/// The PD runtime's map table (every PD).
+pub const RUNTIME_MAPS: u32 = 0x0000_0001;
+/// Longest region name in [`RUNTIME_MAPS`].
+pub const MAPS_NAME_MAX: usize = 64;
 /// Section version of every section below.
 pub const VERSION: u16 = 1;
 /// VMM: the guest's memory, vCPUs and boot addresses.

@@ -236,3 +236,61 @@ fn driver_and_vmm_layouts() {
     let dtb = cfg.section(s::VMM_DTB).unwrap().payload();
     assert!(fdt::Fdt::new(dtb).is_ok());
 }
+
+/// Every PD's `MAPS` section, decoded by the runtime's own decoder (what
+/// the seL4 backend uses to find regions), lists exactly the PD's `<map>`
+/// lines in the generated `.system` (the configuration's own map aside,
+/// which instead carries the two setvars), with each region's size.
+#[test]
+fn every_pd_maps_section_matches_its_map_lines() {
+    use bulkhead_runtime::maps::MapTable;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../system/automotive");
+    let src = std::fs::read_to_string(dir.join("automotive.toml")).unwrap();
+    for board in ["qemu_virt_aarch64", "imx8mp_evk", "imx8mm_evk", "host"] {
+        let out = bulkhead_compose::compose(&src, "automotive.toml", &dir, Some(board)).unwrap();
+        let files = &out[0].files;
+        let sys_text = files
+            .iter()
+            .find(|f| f.path == format!("{board}.system"))
+            .map(|f| String::from_utf8(f.bytes.clone()).unwrap())
+            .unwrap();
+        let sys = bulkhead_sdf::parse(&sys_text).unwrap();
+        let size_of = |mr: &str| {
+            sys.memory_regions
+                .iter()
+                .find(|r| r.name == mr)
+                .and_then(|r| r.size)
+                .unwrap()
+        };
+        let mut checked = 0;
+        for pd in &sys.protection_domains {
+            let cfg_name = format!("{}_config", pd.name);
+            let bytes = files
+                .iter()
+                .find(|f| f.path == format!("{board}/{cfg_name}.bin"))
+                .unwrap()
+                .bytes
+                .clone();
+            let cfg = ConfigRegion::parse(&bytes, &pd.name).unwrap();
+            let sec = cfg.section(s::RUNTIME_MAPS).unwrap();
+            assert!(sec.is_optional(), "PDs that do not know MAPS may ignore it");
+            let table = MapTable::from_config(&cfg).unwrap();
+            let want: Vec<_> = pd.maps.iter().filter(|m| m.mr != cfg_name).collect();
+            assert_eq!(table.entries().len(), want.len(), "{board}/{}", pd.name);
+            for (e, m) in table.entries().iter().zip(&want) {
+                assert_eq!(e.name(), m.mr);
+                assert_eq!(e.vaddr, m.vaddr, "{board}/{}: {}", pd.name, m.mr);
+                assert_eq!(e.size, size_of(&m.mr), "{board}/{}: {}", pd.name, m.mr);
+                assert_eq!(
+                    (e.perms.read, e.perms.write, e.perms.execute, e.cached),
+                    (m.perms.read, m.perms.write, m.perms.execute, m.cached)
+                );
+            }
+            let own = pd.maps.iter().find(|m| m.mr == cfg_name).unwrap();
+            assert_eq!(own.setvar_vaddr.as_deref(), Some("bulkhead_config_vaddr"));
+            assert_eq!(own.setvar_size.as_deref(), Some("bulkhead_config_size"));
+            checked += 1;
+        }
+        assert!(checked >= 6, "{board}: {checked} PDs");
+    }
+}

@@ -864,6 +864,13 @@ pub(crate) fn region(name: &str) -> Result<Region, RuntimeError> {
     ))
 }
 
+/// The host board has no boot-time copy: the supervisor vouches that a
+/// configuration region is read-only everywhere, and `load_config` reads it
+/// in place.
+pub(crate) fn config_copy() -> Option<Result<&'static [u8], RuntimeError>> {
+    None
+}
+
 pub(crate) fn region_at(vaddr: u64) -> Result<Region, RuntimeError> {
     let boot = boot_info().ok_or(RuntimeError::NoSuchRegion)?;
     let r = boot
