@@ -167,7 +167,14 @@ impl<'a> CanVirt<'a> {
     pub fn service(&mut self, now_ns: u64) -> Signals {
         // Bounded: each round either moves something or ends the loop.
         for _ in 0..64 {
-            self.link.pump();
+            // Each change of the controller's state or TEC is seen by a
+            // poll of its own (exact attribution); bounded like the loop.
+            for _ in 0..256 {
+                if !self.link.pump() {
+                    break;
+                }
+                let _ = self.virt.poll(&mut self.link);
+            }
             let mut moved = false;
             for g in 0..GUESTS {
                 moved |= self.take_requests(g, now_ns);
@@ -510,6 +517,53 @@ mod tests {
         b.v.service(0);
         assert_eq!(b.driver_got(), [(drv_op::SUBMIT, 0, 0x050)]);
         assert_eq!(b.answers(1), [(3, vmm_status::SENT, None)]);
+    }
+
+    #[test]
+    fn each_tec_rise_is_charged_to_the_frame_offered_when_it_was_reported() {
+        use bulkhead_can_protocol::driver_hop::encode_status;
+        use bulkhead_virt_can::{BusState, ControllerStatus};
+        let mut b = bench(2);
+        b.tx(0, 1, f(0x050));
+        b.tx(1, 2, f(0x480));
+        b.v.service(0);
+        b.driver_got();
+        let st = |state, tec| encode_status(ControllerStatus { state, tec, rec: 0 });
+        // One batch (it fits the ring): 64 of TEC while the cluster's
+        // 0x050 is offered, then it gets through, then 192 on
+        // infotainment's 0x480 up to bus-off. Charged in order,
+        // infotainment caused most; charged at the end of the batch, the
+        // cluster's frame (still in the virtualiser's buffer) would be
+        // blamed for everything.
+        for tec in [16, 32, 48, 64] {
+            b.event(drv_status::STATUS, st(BusState::Active, tec));
+        }
+        b.driver_says(0, drv_status::SENT, f(0x050));
+        for k in 1..=12u16 {
+            let tec = 64 + k * 16;
+            let state = if tec >= 128 {
+                BusState::Passive
+            } else {
+                BusState::Active
+            };
+            b.event(drv_status::STATUS, st(state, tec));
+        }
+        b.event(drv_status::STATUS, st(BusState::BusOff, 256));
+        b.v.service(0);
+        assert_eq!(
+            b.v.counters(1).unwrap().bus_offs,
+            1,
+            "infotainment is stopped"
+        );
+        assert_eq!(b.v.counters(0).unwrap().bus_offs, 0, "the cluster is not");
+        let got = b.driver_got();
+        assert!(got.contains(&(drv_op::ABORT, 1, 0)) && got.contains(&(drv_op::RECOVER, 0, 0)));
+        assert!(b
+            .answers(1)
+            .contains(&(EVENT_ID, vmm_status::BUS_OFF, None)));
+        assert!(!b
+            .answers(0)
+            .contains(&(EVENT_ID, vmm_status::BUS_OFF, None)));
     }
 
     #[test]

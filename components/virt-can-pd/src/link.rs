@@ -192,13 +192,24 @@ impl<'a> DriverLink<'a> {
         }
     }
 
-    /// Takes everything the driver answered, then forwards held frames.
-    /// Call on every notification from the driver and before each poll of
-    /// the virtualiser.
-    pub fn pump(&mut self) {
+    /// Takes what the driver answered, then forwards held frames. Stops
+    /// right after a STATUS that changed the state or the TEC and returns
+    /// true: the caller polls the virtualiser then (so each TEC rise is
+    /// charged to the frame offered at that moment, as the virtualiser's
+    /// attribution needs) and calls again. False: nothing more waiting.
+    pub fn pump(&mut self) -> bool {
+        let mut stopped = false;
         while let Some(c) = self.resp.as_mut() {
             match c.pop() {
-                Ok(Some(r)) => self.response(&r),
+                Ok(Some(r)) => {
+                    let before = self.status;
+                    self.response(&r);
+                    let s = self.status;
+                    if (s.state, s.tec) != (before.state, before.tec) {
+                        stopped = true;
+                        break;
+                    }
+                }
                 Ok(None) => match c.arm_signal() {
                     Ok(Armed::Pending) => {}
                     Ok(Armed::MaySleep) => break,
@@ -214,6 +225,7 @@ impl<'a> DriverLink<'a> {
             }
         }
         self.forward();
+        stopped
     }
 
     fn response(&mut self, r: &Response<WireFrame>) {

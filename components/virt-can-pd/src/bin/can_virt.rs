@@ -54,6 +54,8 @@ struct Pd {
     reported: [bool; GUESTS + 1],
     /// Whitelist drops last logged, per guest.
     logged_drops: [u64; GUESTS],
+    /// Bus-offs last logged, per guest.
+    logged_bus_offs: [u64; GUESTS],
 }
 
 impl Pd {
@@ -89,6 +91,14 @@ impl Pd {
             let Some(c) = self.core.counters(g) else {
                 continue;
             };
+            if c.bus_offs != self.logged_bus_offs[g] {
+                self.logged_bus_offs[g] = c.bus_offs;
+                debug_println!(
+                    "can_virt: guest {g} (channel {}) stopped for a bus-off its traffic caused ({} TEC rise(s) charged); held until released",
+                    self.channels[g],
+                    c.errors
+                );
+            }
             let n = c.dropped_whitelist;
             if n != self.logged_drops[g] && n.is_power_of_two() {
                 self.logged_drops[g] = n;
@@ -136,6 +146,7 @@ impl Handler for Pd {
             channels,
             reported: [false; GUESTS + 1],
             logged_drops: [0; GUESTS],
+            logged_bus_offs: [0; GUESTS],
         };
         // Drain once: arms every consumer end so the peers signal.
         me.run();
