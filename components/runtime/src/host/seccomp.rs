@@ -5,8 +5,10 @@
 //! loop: read/write its descriptors, wait on epoll, send/receive PPC and
 //! control messages, tell the time, sleep, and exit — plus positioned I/O,
 //! `lseek` and `fdatasync` on its descriptors, which is how a driver uses a
-//! bound disk image (no new authority: only descriptors it was given), and
-//! `io_uring_enter` on a ring it restricted to the same before lockdown.
+//! bound disk image (no new authority: only descriptors it was given),
+//! `io_uring_enter` on a ring it restricted to the same before lockdown,
+//! and `fcntl(fd, F_SETFL, O_DIRECT or 0)` ([`FCNTL`]) so a driver can
+//! read its image past the page cache.
 //! Everything else — in particular `open`/`openat`, `mmap`/`mprotect`/`mremap`/`munmap`/`brk`,
 //! `kill`/`tgkill`/`ptrace`/`process_vm_writev`, `fork`/`clone`/`execve` —
 //! traps with SIGSYS, which the supervisor (the PD's tracer) reports as a
@@ -59,6 +61,14 @@ const ALLOWED: &[(u32, &str)] = &[
     (441, "epoll_pwait2"),
 ];
 
+/// `fcntl` (72) is allowed in one form only: `F_SETFL` with exactly
+/// `O_DIRECT` or 0 — blk_driver puts its bound image's descriptor into
+/// direct I/O (the supervisor opens it buffered) and back if the
+/// filesystem refuses. No other command: no dup, no owner or signal, no
+/// locks, no lease. (Setting the status flags of its own descriptor is all
+/// a PD can do with it.)
+const FCNTL: (u32, u32, [u32; 2]) = (72, libc::F_SETFL as u32, [libc::O_DIRECT as u32, 0]);
+
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
@@ -73,9 +83,12 @@ const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
 const SECCOMP_RET_TRAP: u32 = 0x0003_0000;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 
-// Offsets in struct seccomp_data.
+// Offsets in struct seccomp_data (the low words of args[1], args[2] on
+// little-endian x86_64; fcntl reads both as 32-bit ints).
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
+const OFF_ARG1: u32 = 24;
+const OFF_ARG2: u32 = 32;
 
 const MAX_INSNS: usize = 64;
 
@@ -92,9 +105,12 @@ fn program() -> ([libc::sock_filter; MAX_INSNS], usize) {
         n += 1;
     };
     // Layout: [0] ld arch; [1] arch ok? skip : kill; [2] ld nr;
-    // [3] x32? kill; [4..4+k] allowed? -> allow; trap; allow; kill.
+    // [3] x32? kill; [4..4+k] allowed? -> allow; [4+k..4+k+6] fcntl?
+    // (ld arg1; F_SETFL?; ld arg2; O_DIRECT? -> allow; 0? -> allow);
+    // trap; allow; kill.
     let k = ALLOWED.len();
-    let trap_at = 4 + k;
+    let fcntl_at = 4 + k;
+    let trap_at = fcntl_at + 6;
     let allow_at = trap_at + 1;
     let kill_at = allow_at + 1;
     push(insn(BPF_LD_W_ABS, 0, 0, OFF_ARCH));
@@ -107,6 +123,13 @@ fn program() -> ([libc::sock_filter; MAX_INSNS], usize) {
     for (i, (nr, _why)) in ALLOWED.iter().enumerate() {
         push(insn(BPF_JMP_JEQ_K, off(allow_at, 4 + i), 0, *nr));
     }
+    let (fcntl_nr, setfl, [direct, none]) = FCNTL;
+    push(insn(BPF_JMP_JEQ_K, 0, off(trap_at, fcntl_at), fcntl_nr));
+    push(insn(BPF_LD_W_ABS, 0, 0, OFF_ARG1));
+    push(insn(BPF_JMP_JEQ_K, 0, off(trap_at, fcntl_at + 2), setfl));
+    push(insn(BPF_LD_W_ABS, 0, 0, OFF_ARG2));
+    push(insn(BPF_JMP_JEQ_K, off(allow_at, fcntl_at + 4), 0, direct));
+    push(insn(BPF_JMP_JEQ_K, off(allow_at, fcntl_at + 5), 0, none));
     push(insn(BPF_RET_K, 0, 0, SECCOMP_RET_TRAP));
     push(insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW));
     push(insn(BPF_RET_K, 0, 0, SECCOMP_RET_KILL_PROCESS));
@@ -146,6 +169,11 @@ mod tests {
 
     /// Runs the program over (arch, nr) the way the kernel would.
     fn eval(arch: u32, nr: u32) -> u32 {
+        eval_args(arch, nr, [0; 3])
+    }
+
+    /// … with the low words of args[0..3].
+    fn eval_args(arch: u32, nr: u32, args: [u32; 3]) -> u32 {
         let (p, n) = program();
         let mut pc = 0;
         let mut acc = 0u32;
@@ -153,7 +181,15 @@ mod tests {
             let i = p[pc];
             assert!(pc < n);
             match i.code {
-                BPF_LD_W_ABS => acc = if i.k == OFF_ARCH { arch } else { nr },
+                BPF_LD_W_ABS => {
+                    acc = match i.k {
+                        OFF_ARCH => arch,
+                        OFF_NR => nr,
+                        OFF_ARG1 => args[1],
+                        OFF_ARG2 => args[2],
+                        other => panic!("load of offset {other}"),
+                    }
+                }
                 BPF_JMP_JEQ_K => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
                 BPF_JMP_JGE_K => pc += usize::from(if acc >= i.k { i.jt } else { i.jf }),
                 BPF_RET_K => return i.k,
@@ -176,6 +212,35 @@ mod tests {
         ] {
             assert_eq!(eval(AUDIT_ARCH_X86_64, nr), SECCOMP_RET_TRAP, "nr {nr}");
         }
+    }
+
+    #[test]
+    fn fcntl_only_sets_o_direct_or_clears() {
+        let x = |cmd: i32, arg: i32| eval_args(AUDIT_ARCH_X86_64, 72, [3, cmd as u32, arg as u32]);
+        assert_eq!(x(libc::F_SETFL, libc::O_DIRECT), SECCOMP_RET_ALLOW);
+        assert_eq!(x(libc::F_SETFL, 0), SECCOMP_RET_ALLOW);
+        for (cmd, arg) in [
+            (libc::F_SETFL, libc::O_DIRECT | libc::O_NONBLOCK),
+            (libc::F_SETFL, libc::O_ASYNC),
+            (libc::F_GETFL, 0),
+            (libc::F_DUPFD, 0),
+            (libc::F_DUPFD_CLOEXEC, 100),
+            (libc::F_SETOWN, 1),
+            (libc::F_SETLK, 0),
+            (libc::F_SETFD, 0),
+        ] {
+            assert_eq!(x(cmd, arg), SECCOMP_RET_TRAP, "fcntl({cmd}, {arg:#x})");
+        }
+        // The same argument values under other syscalls change nothing.
+        assert_eq!(
+            eval_args(
+                AUDIT_ARCH_X86_64,
+                16,
+                [3, libc::F_SETFL as u32, libc::O_DIRECT as u32]
+            ),
+            SECCOMP_RET_TRAP,
+            "ioctl"
+        );
     }
 
     #[test]
