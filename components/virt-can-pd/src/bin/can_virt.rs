@@ -11,28 +11,25 @@ use bulkhead_virt_can::Policy;
 use bulkhead_virt_can_pd::{clock, CanVirt, Config, DriverLink, GuestHop, GUESTS};
 
 /// The ring region at `vaddr`: the queue region this PD maps there,
-/// checked with the runtime (mapped, writable, large enough). On seL4 the
-/// runtime knows only regions declared with setvar symbols, which compose
-/// does not write for hops; there the configured vaddr is used as is.
+/// checked with the runtime (mapped, writable, large enough). Both
+/// backends know every map of a composed system (on seL4 from compose's
+/// MAPS section), so a vaddr nothing is mapped at is refused.
 fn region(vaddr: u64) -> Option<RingRegion<'static>> {
-    let base = match bulkhead_runtime::Region::at(vaddr) {
-        Ok(r) if r.perms().write && r.size() >= QUEUE_REGION_BYTES => r.vaddr(),
+    let r = match bulkhead_runtime::Region::at(vaddr) {
+        Ok(r) if r.perms().write && r.size() >= QUEUE_REGION_BYTES => r,
         Ok(_) => {
             debug_println!("can_virt: region at {vaddr:#x} is not a writable queue region");
             return None;
         }
-        Err(_) if cfg!(target_os = "none") => usize::try_from(vaddr).ok()?,
         Err(e) => {
             debug_println!("can_virt: no region at {vaddr:#x}: {e}");
             return None;
         }
     };
-    // SAFETY: `base` starts QUEUE_REGION_BYTES of a read-write queue region
-    // mapped into this PD for its life — checked above on the host board;
-    // on seL4, compose writes this vaddr into this PD's read-only
-    // configuration from the same allocation that maps the region there.
-    // This PD touches it only through the ring (atomic word accesses).
-    unsafe { RingRegion::from_raw(base as *mut u8, QUEUE_REGION_BYTES) }.ok()
+    // SAFETY: the runtime maps this read-write region at `r.vaddr()` with
+    // at least QUEUE_REGION_BYTES (checked) for the PD's life; this PD
+    // touches it only through the ring (atomic word accesses).
+    unsafe { RingRegion::from_raw(r.vaddr() as *mut u8, QUEUE_REGION_BYTES) }.ok()
 }
 
 fn producer<T: Pod>(vaddr: u64) -> Option<Producer<'static, T>> {
