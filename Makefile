@@ -73,15 +73,19 @@ test: setup lint pd-build check-systems proofs separation
 PROTECTION_REMOVED = seccomp ro-maps priorities wakeups stack-guard
 SEP_TARGET = $${CARGO_TARGET_DIR:-target}
 SEP_REFERENCE_PDS = bulkhead-vmm-host bulkhead-virt-console-pd bulkhead-host-serial bulkhead-virt-blk-pd drv-host-blk-file bulkhead-virt-can-pd drv-host-can-bus
+SEP_GUESTS = can_cluster can_infotainment blk_oob
 .PHONY: separation
 separation: setup
 	$(CARGO) build -p bulkhead -p bulkhead-separation-pds $(addprefix -p ,$(SEP_REFERENCE_PDS))
+	$(CARGO) build -p bulkhead-test-guests $(addprefix --bin ,$(SEP_GUESTS))
 	@for v in $(PROTECTION_REMOVED); do \
 	    $(CARGO) build -q -p bulkhead-separation-pds --features protection-removed-$$v --target-dir $(SEP_TARGET)/protection-removed-$$v || exit 1; \
 	done
+	$(CARGO) build -q -p bulkhead-virt-can-pd --features protection-removed-can-whitelist --target-dir $(SEP_TARGET)/protection-removed-can-whitelist
 	$(SEP_TARGET)/debug/bulkhead test-separation tests/separation/systems/automotive-sep.system --policy tests/separation/systems/policy.toml --out build/separation/stand-in --samples 2 \
 	    $(foreach v,$(PROTECTION_REMOVED),--protection-removed $(v)=$(SEP_TARGET)/protection-removed-$(v)/debug)
-	$(SEP_TARGET)/debug/bulkhead test-separation system/automotive/host.system --policy system/automotive/policy.toml --out build/separation/reference --samples 2
+	$(SEP_TARGET)/debug/bulkhead test-separation system/automotive/host.system --policy system/automotive/policy.toml --out build/separation/reference --samples 2 \
+	    --protection-removed can-whitelist=$(SEP_TARGET)/protection-removed-can-whitelist/debug
 
 fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -32,6 +32,17 @@
 pub use bulkhead_can_protocol::controller;
 pub mod policy;
 
+// TEST-ONLY (issue 12 item 4, tools/separation/README.md): the build
+// without the TX whitelist, so the separation suite can show C1 failing on
+// it. Its images carry the marker `bulkhead check` refuses (E078).
+#[cfg(all(feature = "protection-removed-can-whitelist", not(debug_assertions)))]
+compile_error!("protection-removed-* features are test-only and refuse release builds");
+
+/// The marker of the build without the TX whitelist.
+#[cfg(feature = "protection-removed-can-whitelist")]
+// NUL-terminated: the checker reads the name up to the first other byte.
+static PROTECTION_REMOVED: &[u8] = b"BULKHEAD_PROTECTION_REMOVED=can-whitelist\0";
+
 pub use controller::{
     BusState, CanController, ControllerError, ControllerStatus, Received, SlotDone,
 };
@@ -327,7 +338,9 @@ impl<const G: usize, const Q: usize> Virtualiser<G, Q> {
         if frame.is_fd() && !fd {
             return Admission::Refused(Refusal::Unsupported);
         }
-        if !x.policy.may_send(frame) {
+        #[cfg(feature = "protection-removed-can-whitelist")]
+        core::hint::black_box(PROTECTION_REMOVED);
+        if !cfg!(feature = "protection-removed-can-whitelist") && !x.policy.may_send(frame) {
             x.counters.dropped_whitelist += 1;
             return Admission::Refused(Refusal::NotAllowed);
         }

@@ -93,11 +93,11 @@ pub fn registry() -> Vec<Item> {
         Item {
             id: "C1",
             annex_d: D_INFO,
-            attacks: "infotainment sends the cluster's CAN ids, its source MAC/VLAN PCP, LBAs outside its partition",
-            measures: "drops and counters at the virtualiser; bus/disk traffic",
-            criterion: "dropped and counted; nothing reaches the bus/disk",
-            test: Err("needs CAN (drivers/host-can-bus + components/virt-can) and storage wired into the host system; being written — register the scenarios from tests/can here"),
-            removed_by: &[],
+            attacks: "reference system: the infotainment guest (can_infotainment) sends the cluster's CAN id 0x300 three times through its VMM; the infotainment guest (blk_oob) writes across and past the end of its partition and reads past it (4 requests); Ethernet source MAC/VLAN PCP: not built",
+            measures: "guest replies; can_virt's whitelist-drop counter; every frame on the bus (can_driver's bus model, trace bus); SHA-256 of the disk image outside infotainment's partition before and after",
+            criterion: "CAN: 3 of 3 refused, counted by can_virt, none on the bus, while infotainment's own 0x480 and the cluster's own 0x300 (3 each) reach it; storage: 4 of 4 refused and the disk outside infotainment's partition (the cluster's partition, the partition tables) unchanged; no PD but the attacker's side reported by the monitor beyond the unattacked run; Ethernet not covered (class not built). Protection-removed build: can_virt without its whitelist; the storage part has none yet — the VMM's virtio-blk capacity check refuses these requests before blk_virt's bounds check sees them (defence in depth), so showing blk_virt's check alone needs a compromised-VMM attacker on the blk hop",
+            test: Ok(crate::devices::c1),
+            removed_by: &["can-whitelist"],
         },
         Item {
             id: "C2",
@@ -184,13 +184,7 @@ fn m1(ctx: &mut Ctx) -> Outcome {
     let mut errs = Vec::new();
     let mut ev = Vec::new();
     for (prog, addr) in attacks {
-        let r = match ctx.run(
-            Variant {
-                untrusted: Some(prog),
-                partner: None,
-            },
-            ctx.run_timeout,
-        ) {
+        let r = match ctx.run(Variant::attack(Some(prog)), ctx.attack_run()) {
             Ok(r) => r,
             Err(e) => return run_error(e),
         };
@@ -244,13 +238,7 @@ fn m4(ctx: &mut Ctx) -> Outcome {
     if let Some(why) = stack_limit_too_large() {
         return Outcome::new(Status::NotEnforced(why));
     }
-    let r = match ctx.run(
-        Variant {
-            untrusted: Some("sep_overflow"),
-            partner: None,
-        },
-        ctx.run_timeout,
-    ) {
+    let r = match ctx.run(Variant::attack(Some("sep_overflow")), ctx.attack_run()) {
         Ok(r) => r,
         Err(e) => return run_error(e),
     };
@@ -314,10 +302,7 @@ fn stack_limit_too_large() -> Option<String> {
 const OVERFLOW_BYTES: u64 = 32 << 20;
 
 fn pooled(ctx: &mut Ctx, untrusted: &str) -> Result<(Vec<RunResult>, Vec<u64>), String> {
-    let runs = ctx.run_pooled(Variant {
-        untrusted: Some(untrusted),
-        partner: None,
-    })?;
+    let runs = ctx.run_pooled(Variant::attack(Some(untrusted)))?;
     let lat = runs
         .iter()
         .flat_map(|r| r.latencies.iter().copied())
@@ -438,13 +423,7 @@ fn t3(ctx: &mut Ctx) -> Outcome {
         ("sep_crash", "infotainment_vmm killed"),
         ("sep_busy", "infotainment_vmm hung"),
     ] {
-        let r = match ctx.run(
-            Variant {
-                untrusted: Some(prog),
-                partner: None,
-            },
-            ctx.run_timeout,
-        ) {
+        let r = match ctx.run(Variant::attack(Some(prog)), ctx.run_timeout) {
             Ok(r) => r,
             Err(e) => return run_error(e),
         };
@@ -467,8 +446,8 @@ fn t3(ctx: &mut Ctx) -> Outcome {
     }
     let r = match ctx.run(
         Variant {
-            untrusted: Some("sep_idle"),
             partner: Some("sep_can_virt_crash"),
+            ..Variant::attack(Some("sep_idle"))
         },
         ctx.run_timeout,
     ) {

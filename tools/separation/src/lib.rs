@@ -21,6 +21,7 @@
 //! images (E078).
 
 pub mod config;
+pub mod devices;
 pub mod items;
 pub mod proof;
 pub mod report;

@@ -182,6 +182,24 @@ pub struct Variant<'a> {
     pub untrusted: Option<&'a str>,
     /// The safety partner's program, when not the system's own.
     pub partner: Option<&'a str>,
+    /// Test-guest programs to bind: (`<virtual_machine>` name, program).
+    pub guests: &'a [(&'a str, &'a str)],
+    /// Host files to bind as resources (`[[disk]]`): (name, PD, absolute
+    /// path, read-only).
+    pub files: &'a [(&'a str, &'a str, &'a Path, bool)],
+}
+
+impl<'a> Variant<'a> {
+    /// The system as it is, with `untrusted` in infotainment_vmm's place
+    /// (`None`: its own program).
+    pub const fn attack(untrusted: Option<&'a str>) -> Variant<'a> {
+        Variant {
+            untrusted,
+            partner: None,
+            guests: &[],
+            files: &[],
+        }
+    }
 }
 
 impl Ctx {
@@ -303,6 +321,22 @@ impl Ctx {
                 .map_err(|e| e.to_string())?;
             binds.programs.insert(image, path);
         }
+        for (vm, prog) in v.guests {
+            binds.guest.retain(|g| g.vm != *vm);
+            binds.guest.push(bindings::Guest {
+                vm: (*vm).to_string(),
+                program: PathBuf::from(prog),
+            });
+        }
+        for (name, pd, path, read_only) in v.files {
+            binds.disk.retain(|d| d.name != *name || d.pd != *pd);
+            binds.disk.push(bindings::Disk {
+                name: (*name).to_string(),
+                pd: (*pd).to_string(),
+                path: path.to_path_buf(),
+                read_only: *read_only,
+            });
+        }
         for pd in self.sd.all_pds() {
             if let Ok(p) =
                 programs::resolve(&pd.program_image.path, &binds, &self.base, &self.search)
@@ -316,7 +350,7 @@ impl Ctx {
         }
         let (timeout, until_exit) = match self.profile {
             Profile::StandIn => (timeout, Some(SAFETY_PD.to_string())),
-            Profile::Reference => (timeout.min(REFERENCE_RUN), None),
+            Profile::Reference => (timeout, None),
         };
         let opts = RunOptions {
             search_path: self.search.clone(),
@@ -356,10 +390,7 @@ impl Ctx {
         if let Some(b) = &self.baseline {
             return Ok(b.clone());
         }
-        let runs = self.run_pooled(Variant {
-            untrusted: Some("sep_idle"),
-            partner: None,
-        })?;
+        let runs = self.run_pooled(Variant::attack(Some("sep_idle")))?;
         let b = Baseline {
             latencies: runs
                 .iter()
@@ -387,13 +418,7 @@ impl Ctx {
         if let Some(r) = &self.reference {
             return Ok(r.clone());
         }
-        let r = self.run(
-            Variant {
-                untrusted: None,
-                partner: None,
-            },
-            REFERENCE_RUN,
-        )?;
+        let r = self.run(Variant::attack(None), REFERENCE_RUN)?;
         self.reference = Some(r.clone());
         Ok(r)
     }
@@ -424,6 +449,24 @@ impl Ctx {
                 Ok((reference_checks(r, &base), Vec::new()))
             }
         }
+    }
+
+    /// How long one memory-attack run lasts: the stand-in's timeout, or
+    /// [`REFERENCE_RUN`] on the reference system (which runs until stopped).
+    pub fn attack_run(&self) -> Duration {
+        match self.profile {
+            Profile::StandIn => self.run_timeout,
+            Profile::Reference => REFERENCE_RUN,
+        }
+    }
+
+    /// A fresh scratch directory for this suite run's host files.
+    pub fn scratch(&self, what: &str) -> Result<PathBuf, String> {
+        let d =
+            std::env::temp_dir().join(format!("bulkhead-separation-{}-{what}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        Ok(d)
     }
 
     /// Runs `v` [`Ctx::runs`] times and pools the results.
