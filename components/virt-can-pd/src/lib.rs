@@ -567,6 +567,44 @@ mod tests {
     }
 
     #[test]
+    fn a_bus_off_culprits_frames_are_never_offered_again() {
+        use bulkhead_can_protocol::driver_hop::encode_status;
+        use bulkhead_virt_can::{BusState, ControllerStatus};
+        let mut b = bench(2);
+        b.tx(1, 1, f(0x480));
+        b.tx(1, 2, f(0x481));
+        b.v.service(0);
+        b.driver_got();
+        let st = |state, tec| encode_status(ControllerStatus { state, tec, rec: 0 });
+        b.event(drv_status::STATUS, st(BusState::Passive, 200));
+        b.event(drv_status::STATUS, st(BusState::BusOff, 256));
+        b.v.service(0);
+        let got = b.driver_got();
+        assert!(got.contains(&(drv_op::RECOVER, 0, 0)), "{got:?}");
+        // The bus-off controller gives both frames back; nothing is
+        // submitted to it, and after recovery the stopped guest's frames
+        // are gone for good.
+        b.driver_says(0, drv_status::ABORTED, f(0x480));
+        b.driver_says(1, drv_status::ABORTED, f(0x481));
+        b.v.service(0);
+        assert!(b.driver_got().is_empty(), "nothing to a bus-off controller");
+        b.event(drv_status::STATUS, st(BusState::Active, 0));
+        b.v.service(0);
+        assert!(
+            b.driver_got().is_empty(),
+            "the culprit's frames are not re-sent"
+        );
+        b.tx(0, 3, f(0x300));
+        b.v.service(0);
+        assert_eq!(
+            b.driver_got(),
+            [(drv_op::SUBMIT, 0, 0x300)],
+            "the cluster goes on"
+        );
+        assert_eq!(b.v.counters(1).unwrap().bus_offs, 1);
+    }
+
+    #[test]
     fn a_hostile_driver_or_vmm_cannot_make_it_answer_twice_or_panic() {
         let mut b = bench(2);
         b.tx(0, 5, f(0x300));

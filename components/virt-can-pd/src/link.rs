@@ -224,7 +224,12 @@ impl<'a> DriverLink<'a> {
                 }
             }
         }
-        self.forward();
+        if !stopped {
+            // After a state change the virtualiser polls first: it may
+            // take frames back (a guest stopped for bus-off) before any
+            // is forwarded again.
+            self.forward();
+        }
         stopped
     }
 
@@ -305,6 +310,8 @@ impl<'a> DriverLink<'a> {
 
     /// Forwards held frames, best first, and preempts a worse forwarded one.
     fn forward(&mut self) {
+        // Requests already decided (RECOVER, ABORT) go out whatever the
+        // state; new frames wait below.
         if let Some(r) = self.stalled.take() {
             if !self.send(r) {
                 self.stalled = Some(r);
@@ -312,6 +319,12 @@ impl<'a> DriverLink<'a> {
             }
         }
         let Some((n, _)) = self.ready else { return };
+        if self.status.state == BusState::BusOff {
+            // Nothing new to a bus-off controller: the frames it gave back
+            // (ABORTED) stay held until the virtualiser has contained the
+            // bus-off and the controller recovered.
+            return;
+        }
         loop {
             let best = (0..LINK_SLOTS)
                 .filter_map(|v| match self.vslots[v] {

@@ -59,6 +59,8 @@ pub fn build() {
             "can_cluster",
             "--bin",
             "can_infotainment",
+            "--bin",
+            "can_collider",
         ]);
     });
 }
@@ -138,6 +140,95 @@ fn transcript() -> Option<&'static [String]> {
         Some(lines)
     })
     .as_deref()
+}
+
+/// The bus-off scenario: a twin ECU offers 0x480 (other data) whenever
+/// and as long as the controller holds infotainment's 0x480.
+const COLLISION: &str = "\
+bitrate 500000
+trace tx
+node gateway
+twin twin 0x480 0000
+";
+
+/// The bus-off run.
+fn collision_transcript() -> Option<&'static [String]> {
+    static RUN: OnceLock<Option<Vec<String>>> = OnceLock::new();
+    RUN.get_or_init(|| run_system("busoff", COLLISION, "can_cluster", "can_collider", 7))
+        .as_deref()
+}
+
+/// `t=` of the first line starting with `prefix`.
+fn time_of(lines: &[String], prefix: &str) -> Option<u64> {
+    lines
+        .iter()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| field(l, "t"))
+        .and_then(|t| t.parse().ok())
+}
+
+/// Infotainment's colliding traffic put the controller bus-off once:
+/// infotainment alone is stopped (its device shows BUSOFF, its frames are
+/// refused, none reached the bus), the controller rejoined after the bus's
+/// own recovery (128 × 11 bits = 2.816 ms at 500 kbit/s), and every
+/// periodic cluster frame went out, also after the bus-off.
+fn check_containment(lines: &[String]) -> Result<(), String> {
+    let stopped = |g: &str| {
+        lines
+            .iter()
+            .filter(|l| {
+                l.starts_with(&format!(
+                    "[can_virt] can_virt: guest {g} stopped for a bus-off"
+                ))
+            })
+            .count()
+    };
+    if stopped("1 (channel 2)") != 1 || stopped("0 (channel 1)") != 0 {
+        return Err("not exactly infotainment stopped, once".into());
+    }
+    let offs = lines
+        .iter()
+        .filter(|l| l.starts_with("[can_driver] can_driver: controller BusOff"))
+        .count();
+    if offs != 1 {
+        return Err(format!("{offs} bus-offs, 1 expected"));
+    }
+    let off =
+        time_of(lines, "[can_driver] can_driver: controller BusOff").ok_or("no bus-off time")?;
+    let on = lines
+        .iter()
+        .filter(|l| l.starts_with("[can_driver] can_driver: controller Active"))
+        .filter_map(|l| field(l, "t").and_then(|t| t.parse::<u64>().ok()))
+        .find(|&t| t > off)
+        .ok_or("the controller never rejoined")?;
+    if !(2_816_000..100_000_000).contains(&(on - off)) {
+        return Err(format!("rejoined after {} ns", on - off));
+    }
+    if count(lines, "[infotainment] can-guest: bus-off: yes") != 1 {
+        return Err("infotainment's device does not show BUSOFF".into());
+    }
+    if count(lines, "[infotainment] can-guest: tx 0x480 refused") != 3 {
+        return Err("infotainment's frames were not all refused".into());
+    }
+    if lines
+        .iter()
+        .any(|l| l.starts_with("[can_driver] tx 0x480 1f"))
+    {
+        return Err("an infotainment frame reached the bus".into());
+    }
+    if count(lines, "[cluster] can-guest: tx 0x301 ok (periodic)") != 15 {
+        return Err("a periodic cluster frame was not sent".into());
+    }
+    let after = lines
+        .iter()
+        .filter(|l| l.starts_with("[can_driver] tx 0x301 c2"))
+        .filter_map(|l| field(l, "sof").and_then(|t| t.parse::<u64>().ok()))
+        .filter(|&t| t > on)
+        .count();
+    if after == 0 {
+        return Err("no cluster frame on the bus after the bus-off".into());
+    }
+    Ok(())
 }
 
 /// A frame as the bus recorded it: (id, data hex, sender).
@@ -375,4 +466,23 @@ fn broadcast_ids_reach_both_guests_in_the_same_order() {
         .collect();
     swapped.swap(idx[4], idx[5]);
     assert!(check_broadcast(&swapped).is_err());
+}
+
+#[test]
+fn a_collision_through_infotainment_stops_infotainment_alone_and_the_cluster_keeps_sending() {
+    let Some(l) = collision_transcript() else {
+        return;
+    };
+    check_containment(l).unwrap_or_else(|e| panic!("{e}\n{}", l.join("\n")));
+    // Able to fail: the cluster stopped too, or its device not told.
+    let both = doctored(l, |x| {
+        x.starts_with("[can_virt] can_virt: guest 1 (channel 2) stopped")
+            .then(|| x.replace("guest 1 (channel 2)", "guest 0 (channel 1)"))
+    });
+    assert!(check_containment(&both).is_err());
+    let untold = doctored(l, |x| {
+        (x == "[infotainment] can-guest: bus-off: yes")
+            .then(|| "[infotainment] can-guest: bus-off: no".into())
+    });
+    assert!(check_containment(&untold).is_err());
 }

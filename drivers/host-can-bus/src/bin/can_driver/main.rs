@@ -85,6 +85,8 @@ struct Driver {
     /// Receives everything (trace bus, bridge out).
     monitor: Option<NodeId>,
     ecus: Vec<NodeId>,
+    /// Twin ECUs and the frame each offers against ours.
+    twins: Vec<(NodeId, Frame)>,
     names: Vec<String>,
     /// CLOCK_MONOTONIC at bus time 0.
     t0: u64,
@@ -216,9 +218,28 @@ impl Driver {
         for &e in &self.ecus {
             while self.bus.receive(e).is_some() {}
         }
+        for &(t, f) in &self.twins {
+            while self.bus.receive(t).is_some() {}
+            while self.bus.take_completion(t).is_some() {}
+            // The twin keeps offering its frame while ours with the same id
+            // waits, so the collision repeats until one side is bus-off.
+            let ours = self.slots.iter().flatten().any(|(_, g)| g.id() == f.id());
+            if ours && self.bus.tx_pending(t) == 0 {
+                let _ = self.bus.submit(t, f);
+            }
+        }
         if let Ok(s) = self.bus.status(self.me) {
             let now = (s.state, s.tec, s.rec);
             if now != self.reported {
+                if now.0 != self.reported.0 {
+                    debug_println!(
+                        "can_driver: controller {:?} at t={} (tec {}, rec {})",
+                        now.0,
+                        now_ns(),
+                        now.1,
+                        now.2
+                    );
+                }
                 self.reported = now;
                 self.status_due = true;
             }
@@ -263,6 +284,11 @@ impl Driver {
                         (Ok(f), Some(None)) => match self.bus.submit(self.me, f) {
                             Ok(tx) => {
                                 self.slots[slot] = Some((tx, f));
+                                for &(n, t) in &self.twins {
+                                    if t.id() == f.id() && self.bus.tx_pending(n) == 0 {
+                                        let _ = self.bus.submit(n, t);
+                                    }
+                                }
                                 true
                             }
                             Err(_) => false,
@@ -367,6 +393,11 @@ impl Handler for Driver {
                 Err(err) => stop(&format!("ECU {}: {err}", e.name)),
             }
         }
+        let mut twins = Vec::new();
+        for (name, f) in &script.twins {
+            twins.push((bus.attach(NodeConfig::named(name)), *f));
+            names.push(name.clone());
+        }
         let mut bridge = bridge::Bridge::open(&mut bus);
         if bridge.is_some() {
             names.push("socketcan".into());
@@ -383,6 +414,7 @@ impl Handler for Driver {
             me,
             monitor,
             ecus,
+            twins,
             names,
             t0: now_ns(),
             slots: vec![None; usize::try_from(script.slots).unwrap_or(1)],

@@ -16,6 +16,13 @@
 //! flood NAME ID DEPTH DATA           an ECU keeping DEPTH copies pending
 //! node NAME                          an ECU that only receives (and ACKs:
 //!                                    a frame nobody acknowledges fails)
+//! twin NAME ID DATA                  an ECU that offers ID with DATA
+//!                                    whenever, and as long as, this node
+//!                                    has a frame with ID: both start together, and the
+//!                                    one sending recessive first at the
+//!                                    differing bit sees a bit error — an id
+//!                                    collision, which ends with one of
+//!                                    them bus-off (error injection)
 //! ```
 //!
 //! IDs are hex (`0x123`); above 0x7FF they are 29-bit. DATA is hex bytes
@@ -44,6 +51,8 @@ pub struct Script {
     pub trace_tx: bool,
     /// The other ECUs.
     pub ecus: Vec<Ecu>,
+    /// Twins: (name, the frame each offers when this node gets its id).
+    pub twins: Vec<(String, Frame)>,
 }
 
 fn num(s: &str) -> Result<u64, String> {
@@ -83,6 +92,7 @@ pub fn parse(text: &str) -> Result<Script, String> {
         trace_bus: false,
         trace_tx: false,
         ecus: Vec::new(),
+        twins: Vec::new(),
     };
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -139,6 +149,7 @@ pub fn parse(text: &str) -> Result<Script, String> {
                         }),
                     });
                 }
+                ["twin", name, id, data] => s.twins.push(((*name).to_string(), frame(id, data)?)),
                 ["node", name] => s.ecus.push(Ecu {
                     name: (*name).to_string(),
                     traffic: None,

@@ -56,6 +56,24 @@ impl TrapMmio {
         v
     }
 
+    /// A `width`-byte load (1, 2 or 4), zero-extended: `movzx` or `mov`.
+    fn r_width(&self, off: u64, width: usize) -> u32 {
+        let addr = self.base.as_ptr() as usize + off as usize;
+        let v: u32;
+        match width {
+            // SAFETY: as in `r`, a trapping load the host board decodes.
+            1 => unsafe {
+                core::arch::asm!("movzx {v:e}, byte ptr [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, readonly))
+            },
+            // SAFETY: as in `r`, a trapping load the host board decodes.
+            2 => unsafe {
+                core::arch::asm!("movzx {v:e}, word ptr [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, readonly))
+            },
+            _ => return self.r(off),
+        }
+        v
+    }
+
     fn w(&mut self, off: u64, v: u32) {
         let addr = self.base.as_ptr() as usize + off as usize;
         // SAFETY: as in `r`, a trapping store, a plain `mov`.
@@ -143,14 +161,25 @@ impl Transport for TrapMmio {
         &self,
         offset: usize,
     ) -> virtio_drivers::Result<T> {
-        // The one config field is `le16 status`; read whole words.
-        let size = size_of::<T>();
+        // Accesses of the field's own width: the config space is one le16
+        // (a wider access past its end reads as zero).
         let mut bytes = [0u8; 8];
-        let w = self.r(reg::CONFIG + (offset as u64 & !3));
-        bytes[..4].copy_from_slice(&w.to_le_bytes());
-        let at = offset & 3;
-        T::read_from_bytes(&bytes[at..at + size])
-            .map_err(|_| virtio_drivers::Error::ConfigSpaceTooSmall)
+        let size = size_of::<T>();
+        let mut at = 0;
+        while at < size {
+            let off = reg::CONFIG + (offset + at) as u64;
+            let w = if size - at >= 4 {
+                4
+            } else if size - at >= 2 {
+                2
+            } else {
+                1
+            };
+            let v = self.r_width(off, w);
+            bytes[at..at + w].copy_from_slice(&v.to_le_bytes()[..w]);
+            at += w;
+        }
+        T::read_from_bytes(&bytes[..size]).map_err(|_| virtio_drivers::Error::ConfigSpaceTooSmall)
     }
     fn write_config_space<T: IntoBytes + Immutable>(
         &mut self,
