@@ -21,6 +21,8 @@
 
 use bulkhead_virtio::GuestMemory;
 
+use crate::elf::ImageSource;
+
 /// The Image magic, "ARM\x64" read as a little-endian u32.
 pub const IMAGE_MAGIC: u32 = 0x644d_5241;
 /// Size of the Image header.
@@ -262,6 +264,68 @@ pub fn load(
     Ok(plan)
 }
 
+/// Copies all of `src` to guest-physical `at` in small chunks (no heap).
+fn copy_in<S: ImageSource + ?Sized>(
+    ram: &mut dyn GuestMemory,
+    at: u64,
+    src: &S,
+) -> Result<(), BootError> {
+    let mut buf = [0u8; 512];
+    let mut done = 0u64;
+    while done < src.len() {
+        let n = usize::try_from((src.len() - done).min(buf.len() as u64)).unwrap_or(0);
+        let chunk = &mut buf[..n];
+        if !src.read_at(done, chunk) {
+            return Err(BootError::Memory);
+        }
+        ram.write(at + done, chunk).map_err(|_| BootError::Memory)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// [`load`] for blobs the VMM reads by copy (memory regions it maps
+/// read-only): the same checks, then the same copies.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_from<K, I, D>(
+    ram: &mut dyn GuestMemory,
+    p: &Placement,
+    image: &K,
+    initrd: Option<&I>,
+    dtb: &D,
+) -> Result<BootPlan, BootError>
+where
+    K: ImageSource + ?Sized,
+    I: ImageSource + ?Sized,
+    D: ImageSource + ?Sized,
+{
+    let mut header = [0u8; IMAGE_HEADER_LEN];
+    if !image.read_at(0, &mut header) {
+        return Err(BootError::TooShort);
+    }
+    let h = parse_image(&header)?;
+    if image.len() > h.image_size {
+        return Err(BootError::FileLargerThanImage);
+    }
+    if p.dtb.1 != dtb.len() {
+        return Err(BootError::DtbSize(dtb.len()));
+    }
+    match (p.initrd, initrd) {
+        (Some((_, n)), Some(b)) if n == b.len() => {}
+        (None, None) => {}
+        _ => return Err(BootError::OutsideRam(Blob::Initrd)),
+    }
+    let plan = plan(&h, p)?;
+    copy_in(ram, plan.kernel, image)?;
+    if let (Some((addr, _)), Some(b)) = (p.initrd, initrd) {
+        copy_in(ram, addr, b)?;
+    }
+    copy_in(ram, p.dtb.0, dtb)?;
+    Ok(plan)
+}
+
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)] // Test patterns wrap on purpose.
 mod tests {
@@ -442,6 +506,45 @@ mod tests {
         let before = backing_snapshot(&ram, p.dtb.0);
         assert!(load(&mut ram, &p, &bad, Some(&initrd), &[1u8; 8]).is_err());
         assert_eq!(backing_snapshot(&ram, p.dtb.0), before, "nothing written");
+    }
+
+    #[test]
+    fn load_from_sources_matches_load_from_slices() {
+        let img = image(0, 0x20_0000, 0, 8192);
+        let initrd: Vec<u8> = (0..0x1234u32).map(|i| (i * 13) as u8).collect();
+        let dtb = [0xd0u8, 0x0d, 0xfe, 0xed, 0, 0, 0, 8];
+        let p = placement(initrd.len() as u64, dtb.len() as u64);
+        let mut a = std::vec![0u8; usize::try_from(RAM_SIZE).unwrap()];
+        let mut b = a.clone();
+        let plan_a = load(
+            &mut SliceMemory::new(RAM, &mut a),
+            &p,
+            &img,
+            Some(&initrd),
+            &dtb,
+        );
+        let plan_b = load_from(
+            &mut SliceMemory::new(RAM, &mut b),
+            &p,
+            img.as_slice(),
+            Some(initrd.as_slice()),
+            &dtb[..],
+        );
+        assert_eq!(plan_a, plan_b);
+        assert!(plan_b.is_ok());
+        assert!(a == b, "same bytes in guest RAM");
+        // A file larger than its image_size is refused here too.
+        let big = image(0, 0x1000, 0, 8192);
+        assert_eq!(
+            load_from(
+                &mut SliceMemory::new(RAM, &mut b),
+                &p,
+                big.as_slice(),
+                Some(initrd.as_slice()),
+                &dtb[..]
+            ),
+            Err(BootError::FileLargerThanImage)
+        );
     }
 
     fn backing_snapshot(ram: &SliceMemory<'_>, at: u64) -> [u8; 8] {

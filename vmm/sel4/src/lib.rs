@@ -5,6 +5,7 @@
 #![no_std]
 
 use bulkhead_runtime::Region;
+use bulkhead_vmm_aarch64::boot::{Placement, ALIGN_2M};
 use bulkhead_vmm_aarch64::elf::{self, ElfError, ImageSource};
 use bulkhead_vmm_core::Window;
 
@@ -97,6 +98,51 @@ pub fn load_guest<S: ImageSource + ?Sized>(
     elf::load(ram, image).map_err(LoadError::Elf)
 }
 
+/// Where a Linux guest's blobs go, by `tools/compose`'s rules (`dt.rs`,
+/// which writes the same addresses into the guest's device tree): kernel
+/// base RAM + 2 MiB, initrd at RAM + RAM/2, device tree at RAM end − 2 MiB.
+pub fn linux_placement(
+    ram_base: u64,
+    ram_size: u64,
+    initrd_len: Option<u64>,
+    dtb_len: u64,
+) -> Placement {
+    Placement {
+        ram_base,
+        ram_size,
+        kernel_base: ram_base + ALIGN_2M,
+        initrd: initrd_len.map(|n| (ram_base + ram_size / 2, n)),
+        dtb: (ram_base + ram_size - ALIGN_2M, dtb_len),
+    }
+}
+
+/// The size a flattened device tree declares (`totalsize`, big-endian at
+/// offset 4), if the blob starts with the FDT magic.
+pub fn dtb_len<S: ImageSource + ?Sized>(dtb: &S) -> Option<u64> {
+    let mut h = [0u8; 8];
+    if !dtb.read_at(0, &mut h) || h[..4] != [0xd0, 0x0d, 0xfe, 0xed] {
+        return None;
+    }
+    Some(u64::from(u32::from_be_bytes([h[4], h[5], h[6], h[7]])))
+}
+
+/// A byte range of a source (the device tree's declared length inside its
+/// page-rounded region).
+#[derive(Debug, Clone, Copy)]
+pub struct Prefix<'a, S: ?Sized>(pub &'a S, pub u64);
+
+impl<S: ImageSource + ?Sized> ImageSource for Prefix<'_, S> {
+    fn len(&self) -> u64 {
+        self.1.min(self.0.len())
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> bool {
+        offset
+            .checked_add(buf.len() as u64)
+            .is_some_and(|end| end <= self.len())
+            && self.0.read_at(offset, buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +163,23 @@ mod tests {
             bus.add(w).unwrap();
         }
         assert!(bus.add(w).is_ok(), "GICD overlaps no device slot");
+    }
+
+    #[test]
+    fn linux_blobs_go_where_compose_says_and_the_dtb_length_is_its_own() {
+        let p = linux_placement(0x4000_0000, 0x800_0000, Some(0x1000), 0x800);
+        assert_eq!(p.kernel_base, 0x4020_0000);
+        assert_eq!(p.initrd, Some((0x4400_0000, 0x1000)));
+        assert_eq!(p.dtb, (0x47e0_0000, 0x800), "the DTB's /memreserve/");
+        let mut dtb = [0u8; 32];
+        dtb[..8].copy_from_slice(&[0xd0, 0x0d, 0xfe, 0xed, 0, 0, 0, 0x14]);
+        assert_eq!(dtb_len(&dtb[..]), Some(0x14));
+        assert_eq!(dtb_len(&[0u8; 8][..]), None);
+        let pre = Prefix(&dtb[..], 0x14);
+        assert_eq!(pre.len(), 0x14);
+        let mut b = [0u8; 4];
+        assert!(pre.read_at(0x10, &mut b));
+        assert!(!pre.read_at(0x11, &mut b), "past the prefix");
     }
 
     #[test]

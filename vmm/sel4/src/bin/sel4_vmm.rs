@@ -13,12 +13,16 @@ mod pd {
         debug_println, pd_name, Channel, ChannelSet, Child, FaultKind, Handler, MessageInfo,
         Region, RuntimeError, VmFaultInfo,
     };
+    use bulkhead_vmm_aarch64::boot::load_from;
+    use bulkhead_vmm_aarch64::elf::ImageSource;
     use bulkhead_vmm_aarch64::inject;
     use bulkhead_vmm_aarch64::psci::{Action, Psci};
     use bulkhead_vmm_aarch64::vgic::{ListRegister, ListRegisters, Vgic};
     use bulkhead_vmm_core::{AccessKind, GuestRam, IrqEdge, MmioAccess, MmioDevice, Outcome, Vmm};
     use bulkhead_vmm_host::{layout, windows, Class, Devices, RegionRam, CLASSES};
-    use bulkhead_vmm_sel4::{gicd_window, load_guest, RegionImage, Trap};
+    use bulkhead_vmm_sel4::{
+        dtb_len, gicd_window, linux_placement, load_guest, Prefix, RegionImage, Trap,
+    };
 
     const SERIAL: Channel = Channel::new(1);
     /// The one vCPU (`<vcpu id="0">`).
@@ -51,6 +55,18 @@ mod pd {
         devices: Devices,
         vgic: Vgic<INTIDS>,
         psci: Psci<1>,
+        /// Boot milestones already reported ([`Milestone`] bits).
+        seen: u8,
+    }
+
+    /// Firsts worth one line each: they show how far a guest got.
+    #[derive(Clone, Copy)]
+    enum Milestone {
+        Psci = 1,
+        Gicd = 2,
+        Virtio = 4,
+        Ppi = 8,
+        Maintenance = 16,
     }
 
     fn stop(why: &str) -> ! {
@@ -59,6 +75,14 @@ mod pd {
     }
 
     impl VmmPd {
+        /// Reports `m` the first time it happens.
+        fn first(&mut self, m: Milestone, what: core::fmt::Arguments<'_>) {
+            if self.seen & m as u8 == 0 {
+                self.seen |= m as u8;
+                debug_println!("{}: first {what}", pd_name());
+            }
+        }
+
         fn raise(&mut self, irq: Option<IrqEdge>) {
             if let Some(IrqEdge { irq, level }) = irq {
                 if self.vgic.set_line(irq, level).is_ok() {
@@ -117,6 +141,20 @@ mod pd {
                     AccessKind::Read { reg: f.reg }
                 },
             };
+            if f.gpa >= layout::MMIO_BASE && f.gpa < layout::MMIO_BASE + layout::MMIO_RANGE {
+                self.first(
+                    Milestone::Virtio,
+                    format_args!("virtio-mmio access at {:#x}", f.gpa),
+                );
+            } else if gicd_window().base <= f.gpa && f.gpa < gicd_window().base + gicd_window().size
+            {
+                self.first(
+                    Milestone::Gicd,
+                    format_args!("GIC distributor access at {:#x}", f.gpa),
+                );
+            }
+            let gicd = gicd_window();
+            let to_gicd = gicd.base <= f.gpa && f.gpa < gicd.base + gicd.size;
             let resume = match self.bus_handle(&access) {
                 Outcome::Completed { value, irq } => {
                     if let Some(v) = value {
@@ -128,6 +166,11 @@ mod pd {
                         }
                     }
                     self.raise(irq);
+                    if to_gicd {
+                        // An enable, priority or pending write may have
+                        // made a queued interrupt deliverable.
+                        let _ = self.vgic.flush(&mut Lrs);
+                    }
                     true
                 }
                 Outcome::Unhandled { gpa } | Outcome::Refused { gpa } => {
@@ -163,6 +206,7 @@ mod pd {
                     let x = core::array::from_fn(|i| {
                         vcpu_arm::gpr(VCPU, u8::try_from(i).unwrap_or(0)).unwrap_or(0)
                     });
+                    self.first(Milestone::Psci, format_args!("PSCI call {:#x}", x[0]));
                     let reply = self.psci.call(usize::from(VCPU), x);
                     match reply.action {
                         Action::Resume | Action::WaitForInterrupt => {
@@ -219,12 +263,17 @@ mod pd {
             let devices = Devices::attach(&present).unwrap_or_else(|e| stop(class_refused(e.0)));
             let size = ram.size() as u64;
             let mut ram = GuestRam::new(layout::RAM_BASE, RegionRam(ram));
-            let entry = match load_guest(&mut ram, &RegionImage(image)) {
-                Ok(e) => e,
-                Err(e) => {
-                    debug_println!("{}: guest image refused: {e:?}", pd_name());
-                    bulkhead_runtime::halt(1)
+            let image = RegionImage(image);
+            let (entry, x0) = if bulkhead_vmm_aarch64::elf::is_elf(&image) {
+                match load_guest(&mut ram, &image) {
+                    Ok(e) => (e, 0),
+                    Err(e) => {
+                        debug_println!("{}: guest image refused: {e:?}", pd_name());
+                        bulkhead_runtime::halt(1)
+                    }
                 }
+            } else {
+                load_linux(&mut ram, &image, size)
             };
             let mut me = VmmPd {
                 bus,
@@ -232,6 +281,7 @@ mod pd {
                 devices,
                 vgic: Vgic::new(),
                 psci: Psci::new(1, layout::RAM_BASE, size),
+                seen: 0,
             };
             me.flush_console();
             debug_println!(
@@ -239,7 +289,7 @@ mod pd {
                 pd_name(),
                 layout::RAM_BASE
             );
-            if let Err(e) = vcpu_arm::boot(VCPU, entry, 0) {
+            if let Err(e) = vcpu_arm::boot(VCPU, entry, x0) {
                 stop_with(e);
             }
             me
@@ -272,18 +322,39 @@ mod pd {
                 FaultKind::VmFault => self.vm_fault(msg),
                 FaultKind::VcpuTrap => self.trap(detail),
                 FaultKind::VgicMaintenance => {
+                    self.first(
+                        Milestone::Maintenance,
+                        format_args!("vGIC maintenance (LR {detail})"),
+                    );
                     if let Ok(index) = usize::try_from(detail) {
+                        let intid = self.vgic.lr(index);
+                        // A forwarded PPI (the timer): its line drops with
+                        // the guest's EOI, and only now may the kernel
+                        // unmask it again — acking earlier would storm.
+                        let ppi = intid.filter(|i| (16..32).contains(i));
+                        if let Some(i) = ppi {
+                            let _ = self.vgic.set_line(u32::from(i), false);
+                        }
                         let _ = self.vgic.eoi(index, &mut Lrs);
+                        if let Some(i) = ppi {
+                            let _ = vcpu_arm::ack_vppi(VCPU, u64::from(i));
+                        }
                     }
                     let _ = self.vgic.flush(&mut Lrs);
                     true
                 }
                 FaultKind::VirtualPpi => {
+                    // The kernel keeps the PPI masked until `ack_vppi`,
+                    // which the guest's EOI (maintenance) triggers: the
+                    // line stays high until then, so a PPI the guest has
+                    // not enabled yet is injected once it does.
+                    self.first(Milestone::Ppi, format_args!("virtual PPI {detail}"));
                     let irq = u32::try_from(detail).unwrap_or(u32::MAX);
                     if self.vgic.set_line(irq, true).is_ok() {
                         let _ = self.vgic.flush(&mut Lrs);
+                    } else {
+                        let _ = vcpu_arm::ack_vppi(VCPU, detail);
                     }
-                    let _ = vcpu_arm::ack_vppi(VCPU, detail);
                     true
                 }
                 other => {
@@ -294,6 +365,42 @@ mod pd {
                     );
                     false
                 }
+            }
+        }
+    }
+
+    /// Loads an arm64 Linux `Image` (the `guest_image` region), its initrd
+    /// (`guest_initrd`, optional) and device tree (`guest_dtb`) where
+    /// compose placed them; returns the entry PC and x0 (the DTB).
+    fn load_linux(ram: &mut GuestRam<RegionRam>, image: &RegionImage, size: u64) -> (u64, u64) {
+        let dtb = Region::get("guest_dtb")
+            .map(RegionImage)
+            .unwrap_or_else(|_| stop("guest image is not an ELF, and no guest_dtb region"));
+        let Some(dtb_len) = dtb_len(&dtb) else {
+            stop("guest_dtb holds no flattened device tree")
+        };
+        let initrd = Region::get("guest_initrd").ok().map(RegionImage);
+        let p = linux_placement(
+            layout::RAM_BASE,
+            size,
+            initrd.as_ref().map(|i| i.len()),
+            dtb_len,
+        );
+        match load_from(ram, &p, image, initrd.as_ref(), &Prefix(&dtb, dtb_len)) {
+            Ok(plan) => {
+                debug_println!(
+                    "{}: Linux Image at {:#x} ({} bytes), initrd {:?}, DTB at {:#x}",
+                    pd_name(),
+                    plan.kernel,
+                    image.len(),
+                    p.initrd,
+                    p.dtb.0
+                );
+                (plan.entry.pc, plan.entry.x0)
+            }
+            Err(e) => {
+                debug_println!("{}: Linux boot images refused: {e:?}", pd_name());
+                bulkhead_runtime::halt(1)
             }
         }
     }
@@ -312,7 +419,14 @@ mod pd {
 
     bulkhead_runtime::protection_domain!(
         VmmPd,
-        regions: [guest_ram: rw, guest_image: r, serial_tx: rw, serial_rx: rw]
+        regions: [
+            guest_ram: rw,
+            guest_image: r,
+            guest_initrd: r,
+            guest_dtb: r,
+            serial_tx: rw,
+            serial_rx: rw,
+        ]
     );
 }
 
