@@ -44,6 +44,7 @@ const FORBIDDEN: &[&str] = &[
     "PANIC",
     "refused",
     "no configuration region",
+    "configuration refused",
 ];
 
 #[cfg_attr(not(microkit_sdk), allow(dead_code))]
@@ -73,6 +74,39 @@ fn verdict(console: &str, want: &[String]) -> Option<String> {
     None
 }
 
+/// `console` without the lines of PD `pd` (each from `"<pd>: "` to its
+/// newline).
+fn without_lines_of(console: &str, pd: &str) -> String {
+    let tag = format!("{pd}: ");
+    let mut out = String::with_capacity(console.len());
+    let mut rest = console;
+    while let Some(i) = rest.find(&tag) {
+        out.push_str(&rest[..i]);
+        rest = match rest[i..].find('\n') {
+            Some(n) => &rest[i + n + 1..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
+/// [`verdict`] per PD. PDs print a character per system call, so a
+/// higher-priority PD's line can land in the middle of a lower one's (seen
+/// on QEMU), never the other way round. `pds` lists (name, lines it must
+/// print in order) from the highest priority down; each PD's lines are
+/// looked for in the console with every higher PD's lines taken out.
+fn verdict_by_priority(console: &str, pds: &[(&str, Vec<String>)]) -> Option<String> {
+    let mut text = console.to_string();
+    for (pd, want) in pds {
+        if let Some(v) = verdict(&text, want) {
+            return Some(format!("{pd}: {v}"));
+        }
+        text = without_lines_of(&text, pd);
+    }
+    None
+}
+
 /// The first sector of `img[first..first + sectors]` (partition-relative
 /// index) that does not hold `name`'s pattern.
 fn first_foreign_sector(img: &[u8], first: u64, sectors: u64, name: &str) -> Option<u64> {
@@ -95,6 +129,16 @@ fn verdict_and_pattern_checks_can_fail() {
     assert_eq!(verdict("a: one\na: two\n", &want), None);
     assert!(verdict("a: two\na: one\n", &want).is_some(), "order");
     assert!(verdict("a: one\nb: FAILED: x\na: two\n", &want).is_some());
+    // b (lower priority) was interrupted mid-line by a.
+    let torn = "b: paa: one\nrtition\na: two\nb: done\n";
+    let pds = [
+        ("a", want.clone()),
+        ("b", vec!["b: partition".to_string(), "b: done".to_string()]),
+    ];
+    assert_eq!(verdict_by_priority(torn, &pds), None);
+    assert!(verdict(torn, &pds[1].1).is_some(), "torn without stripping");
+    let missing = "b: partition\na: one\n";
+    assert!(verdict_by_priority(missing, &pds).is_some());
     let mut img = vec![0u8; 4 * SECTOR];
     let s = seed("c");
     for k in 0..2usize {
@@ -190,17 +234,26 @@ fn virtio_blk_driver_serves_a_client_on_qemu() {
         let f = std::fs::File::create(&img).expect("create image");
         f.set_len(SECTORS * SECTOR as u64).expect("size image");
         drop(f);
-        let want: Vec<String> = [
-            format!("virtio_blk_driver: transport 7: {SECTORS} sectors"),
-            format!("blk_client_a: partition of {SECTORS} sectors"),
-            format!("blk_client_a: wrote, flushed and verified {SECTORS} sectors"),
-            "blk_client_a: done".to_string(),
-        ]
-        .into();
         // Completions arrive by interrupt (QEMU completes block requests
         // on its I/O threads), so the driver must log its first one.
-        let irq = vec!["virtio_blk_driver: first interrupt".to_string()];
-        let done = |c: &str| verdict(c, &want).or_else(|| verdict(c, &irq));
+        let pds = [
+            (
+                "virtio_blk_driver",
+                vec![
+                    format!("virtio_blk_driver: transport 7: {SECTORS} sectors"),
+                    "virtio_blk_driver: first interrupt".to_string(),
+                ],
+            ),
+            (
+                "blk_client_a",
+                vec![
+                    format!("blk_client_a: partition of {SECTORS} sectors"),
+                    format!("blk_client_a: wrote, flushed and verified {SECTORS} sectors"),
+                    "blk_client_a: done".to_string(),
+                ],
+            ),
+        ];
+        let done = |c: &str| verdict_by_priority(c, &pds);
         let console = with_sdk::boot_until(
             "tests/sel4/systems/storage-driver.system",
             "build/storage/driver",
@@ -294,23 +347,10 @@ fn blk_virt_config_is_what_blk_virt_reads() {
     }
 }
 
-// BLOCKED on seL4 (2026-11-25, checked with the 2.3.0 SDK): `blk_virt`
-// reads its configuration with `bulkhead_runtime::config()`, which on the
-// seL4 backend finds no region (only regions a PD lists in
-// `protection_domain!` exist there, and `as_read_only_bytes` refuses every
-// region, since seL4 tells a PD nothing about other PDs' maps): the boot
-// prints `blk_virt: no configuration region`. Everything else is in place
-// (the driver serves, the system packs, the configuration parses as
-// blk_virt parses it: `blk_virt_config_is_what_blk_virt_reads`). Run it
-// with `--ignored` once the runtime can hand a PD its configuration on seL4.
 #[test]
 #[cfg_attr(
     not(microkit_sdk),
     ignore = "SKIPPED: MICROKIT_SDK not set — cannot pack or boot seL4 images (make test MICROKIT_SDK=/path/to/sdk)"
-)]
-#[cfg_attr(
-    microkit_sdk,
-    ignore = "BLOCKED: blk_virt cannot read its configuration region on seL4 yet (runtime config()); see the comment above this test"
 )]
 fn two_clients_share_the_disk_through_blk_virt_on_qemu() {
     #[cfg(microkit_sdk)]
@@ -354,25 +394,43 @@ fn two_clients_share_the_disk_through_blk_virt_on_qemu() {
             blk_virt_config(&parts),
         )
         .expect("write blk_virt config");
-        let want: Vec<String> = [
-            format!("virtio_blk_driver: transport 7: {DISK_SECTORS} sectors"),
-            format!("blk_client_a: wrote, flushed and verified {PART_SECTORS} sectors"),
-            "blk_client_a: done".to_string(),
-        ]
-        .into();
-        let want_b: Vec<String> = [
-            format!("blk_client_b: wrote, flushed and verified {PART_SECTORS} sectors"),
-            "blk_client_b: write past the partition: IOERR".to_string(),
-            "blk_client_b: read past the partition: IOERR".to_string(),
-            "blk_client_b: done".to_string(),
-        ]
-        .into();
-        // The two clients interleave: each one's lines are checked in its
-        // own order, and both must be complete.
-        let console = with_sdk::boot_until("tests/sel4/systems/storage.system", out, &|c: &str| {
-            verdict(c, &want).or_else(|| verdict(c, &want_b))
-        });
-        if let Some(v) = verdict(&console, &want).or_else(|| verdict(&console, &want_b)) {
+        // Highest priority first (see storage.system).
+        let pds = [
+            (
+                "virtio_blk_driver",
+                vec![
+                    format!("virtio_blk_driver: transport 7: {DISK_SECTORS} sectors"),
+                    "virtio_blk_driver: first interrupt".to_string(),
+                ],
+            ),
+            (
+                "blk_virt",
+                vec![format!(
+                    "blk_virt: 2 partition(s) on a {DISK_SECTORS}-sector disk; serving 2 guest(s)"
+                )],
+            ),
+            (
+                "blk_client_a",
+                vec![
+                    format!("blk_client_a: partition of {PART_SECTORS} sectors"),
+                    format!("blk_client_a: wrote, flushed and verified {PART_SECTORS} sectors"),
+                    "blk_client_a: done".to_string(),
+                ],
+            ),
+            (
+                "blk_client_b",
+                vec![
+                    format!("blk_client_b: partition of {PART_SECTORS} sectors"),
+                    format!("blk_client_b: wrote, flushed and verified {PART_SECTORS} sectors"),
+                    "blk_client_b: write past the partition: IOERR".to_string(),
+                    "blk_client_b: read past the partition: IOERR".to_string(),
+                    "blk_client_b: done".to_string(),
+                ],
+            ),
+        ];
+        let done = |c: &str| verdict_by_priority(c, &pds);
+        let console = with_sdk::boot_until("tests/sel4/systems/storage.system", out, &done);
+        if let Some(v) = done(&console) {
             panic!("{v}; console:\n{console}");
         }
         let after = std::fs::read(&img).expect("read image");
