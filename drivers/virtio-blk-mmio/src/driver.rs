@@ -32,15 +32,19 @@ pub const AVAIL_OFF: usize = 0x800;
 pub const USED_OFF: usize = 0x1000;
 /// Request headers, 16 bytes per slot (device-readable).
 pub const HDR_OFF: usize = 0x1800;
+/// Discard / write-zeroes segments, 16 bytes per slot (device-readable):
+/// `le64 sector, le32 num_sectors, le32 flags`.
+pub const SEG_OFF: usize = 0x1a00;
 /// Status bytes, one per slot (device-writable).
-pub const STATUS_OFF: usize = 0x1a00;
+pub const STATUS_OFF: usize = 0x1c00;
 /// Bytes the DMA region must have at least.
 pub const DMA_BYTES: usize = STATUS_OFF + MAX_SLOTS;
 
 const _: () = assert!(DESC_OFF + 16 * MAX_QUEUE as usize <= AVAIL_OFF);
 const _: () = assert!(AVAIL_OFF + 6 + 2 * MAX_QUEUE as usize <= USED_OFF);
 const _: () = assert!(USED_OFF + 6 + 8 * MAX_QUEUE as usize <= HDR_OFF);
-const _: () = assert!(HDR_OFF + 16 * MAX_SLOTS <= STATUS_OFF);
+const _: () = assert!(HDR_OFF + 16 * MAX_SLOTS <= SEG_OFF);
+const _: () = assert!(SEG_OFF + 16 * MAX_SLOTS <= STATUS_OFF);
 const _: () = assert!(MAX_SLOTS * DESC_PER_SLOT <= MAX_QUEUE as usize);
 
 /// Status reads while waiting for a reset to finish (QEMU finishes at once).
@@ -182,6 +186,10 @@ pub struct VirtioBlk<M: Mmio, D: DmaRegion> {
     features: u64,
     capacity: u64,
     size_max: Option<u32>,
+    /// Largest discard, in sectors (0: not negotiated or not usable).
+    max_discard: u32,
+    /// Largest write-zeroes, in sectors (0: not negotiated or not usable).
+    max_write_zeroes: u32,
     broken: Option<DeviceError>,
     /// Counters.
     pub stats: Stats,
@@ -309,12 +317,24 @@ impl<M: Mmio, D: DmaRegion> VirtioBlk<M, D> {
             let cap_lo = mmio.read32(CONFIG_CAPACITY_LOW);
             let cap_hi = mmio.read32(CONFIG_CAPACITY_HIGH);
             let size_max = mmio.read32(CONFIG_SIZE_MAX);
+            // One segment per request: a limit of 0 sectors or 0 segments
+            // makes the operation unusable.
+            let usable = |sectors: u32, segs: u32| if segs == 0 { 0 } else { sectors };
+            let discard = usable(
+                mmio.read32(CONFIG_MAX_DISCARD_SECTORS),
+                mmio.read32(CONFIG_MAX_DISCARD_SEG),
+            );
+            let zeroes = usable(
+                mmio.read32(CONFIG_MAX_WRITE_ZEROES_SECTORS),
+                mmio.read32(CONFIG_MAX_WRITE_ZEROES_SEG),
+            );
             if mmio.read32(CONFIG_GENERATION) == before {
-                config = Some((u64::from(cap_hi) << 32 | u64::from(cap_lo), size_max));
+                let capacity = u64::from(cap_hi) << 32 | u64::from(cap_lo);
+                config = Some((capacity, size_max, discard, zeroes));
                 break;
             }
         }
-        let Some((capacity, size_max)) = config else {
+        let Some((capacity, size_max, discard, zeroes)) = config else {
             return fail(&mut mmio, status, InitError::ConfigUnstable);
         };
 
@@ -336,6 +356,16 @@ impl<M: Mmio, D: DmaRegion> VirtioBlk<M, D> {
             features,
             capacity,
             size_max: (features & F_SIZE_MAX != 0).then_some(size_max),
+            max_discard: if features & F_DISCARD != 0 {
+                discard
+            } else {
+                0
+            },
+            max_write_zeroes: if features & F_WRITE_ZEROES != 0 {
+                zeroes
+            } else {
+                0
+            },
             broken: None,
             stats: Stats::default(),
         })
@@ -382,9 +412,25 @@ impl<M: Mmio, D: DmaRegion> VirtioBlk<M, D> {
         if req.op.modifies() && self.features & F_RO != 0 {
             return Some(Status::IoErr);
         }
+        let in_disk = req.end_sector().is_some_and(|e| e <= self.capacity);
         match req.op {
-            // Not negotiated (see regs::ACCEPTED).
-            Op::Discard | Op::WriteZeroes => Some(Status::Unsupported),
+            Op::Discard | Op::WriteZeroes => {
+                let max = if req.op == Op::Discard {
+                    self.max_discard
+                } else {
+                    self.max_write_zeroes
+                };
+                if max == 0 {
+                    // Not negotiated, or the device allows none.
+                    Some(Status::Unsupported)
+                } else if !in_disk || req.count > max {
+                    Some(Status::IoErr)
+                } else if req.count == 0 {
+                    Some(Status::Ok)
+                } else {
+                    None
+                }
+            }
             // Without FLUSH the device has no volatile cache (§5.2.6.2):
             // every completed write is already durable.
             Op::Flush => (self.features & F_FLUSH == 0).then_some(Status::Ok),
@@ -394,7 +440,6 @@ impl<M: Mmio, D: DmaRegion> VirtioBlk<M, D> {
                 } else {
                     self.windows.write_data
                 };
-                let in_disk = req.end_sector().is_some_and(|e| e <= self.capacity);
                 let in_window = req
                     .data_offset
                     .checked_add(u64::from(req.data_len))
@@ -435,16 +480,51 @@ impl<M: Mmio, D: DmaRegion> VirtioBlk<M, D> {
 
     /// Writes slot `slot`'s chain for `req` and publishes it.
     fn post(&mut self, slot: usize, req: &Request, phase: Phase) {
+        let base = self.dma.paddr();
+        let seg = SEG_OFF + 16 * slot;
+        // (type, the data descriptor: physical address, length, direction)
         let (kind, data) = match (phase, req.op) {
-            (Phase::Request, Op::Read) => (T_IN, Some((self.windows.read_data, DESC_F_WRITE))),
-            (Phase::Request, Op::Write) => (T_OUT, Some((self.windows.write_data, 0))),
+            (Phase::Request, Op::Read) => (
+                T_IN,
+                Some((
+                    self.windows.read_data.paddr + req.data_offset,
+                    req.data_len,
+                    DESC_F_WRITE,
+                )),
+            ),
+            (Phase::Request, Op::Write) => (
+                T_OUT,
+                Some((
+                    self.windows.write_data.paddr + req.data_offset,
+                    req.data_len,
+                    0,
+                )),
+            ),
+            (Phase::Request, Op::Discard | Op::WriteZeroes) => {
+                // Flags 0: discard has none; write-zeroes without UNMAP
+                // (the sectors must read as zeroes, nothing more).
+                self.dma.write64(seg, req.sector);
+                self.dma.write32(seg + 8, req.count);
+                self.dma.write32(seg + 12, 0);
+                let kind = if req.op == Op::Discard {
+                    T_DISCARD
+                } else {
+                    T_WRITE_ZEROES
+                };
+                (kind, Some((base + seg as u64, 16, 0)))
+            }
             _ => (T_FLUSH, None),
         };
-        let base = self.dma.paddr();
         let hdr = HDR_OFF + 16 * slot;
         self.dma.write32(hdr, kind);
         self.dma.write32(hdr + 4, 0);
-        let sector = if kind == T_FLUSH { 0 } else { req.sector };
+        // The sector field is 0 for flush, discard and write-zeroes
+        // (their extent is in the segment).
+        let sector = if matches!(kind, T_IN | T_OUT) {
+            req.sector
+        } else {
+            0
+        };
         self.dma.write64(hdr + 8, sector);
         self.dma.write8(STATUS_OFF + slot, STATUS_UNSET);
 
@@ -459,15 +539,9 @@ impl<M: Mmio, D: DmaRegion> VirtioBlk<M, D> {
         };
         let status_desc = head + 2;
         match data {
-            Some((window, dir)) => {
+            Some((addr, len, dir)) => {
                 write_desc(head, base + hdr as u64, 16, DESC_F_NEXT, head + 1);
-                write_desc(
-                    head + 1,
-                    window.paddr + req.data_offset,
-                    req.data_len,
-                    DESC_F_NEXT | dir,
-                    status_desc,
-                );
+                write_desc(head + 1, addr, len, DESC_F_NEXT | dir, status_desc);
             }
             None => write_desc(head, base + hdr as u64, 16, DESC_F_NEXT, status_desc),
         }

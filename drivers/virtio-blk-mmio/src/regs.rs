@@ -61,6 +61,15 @@ pub const CONFIG_CAPACITY_LOW: Reg = Reg::at(0x100, WINDOW);
 pub const CONFIG_CAPACITY_HIGH: Reg = Reg::at(0x104, WINDOW);
 /// virtio-blk `size_max` (le32), valid with [`F_SIZE_MAX`].
 pub const CONFIG_SIZE_MAX: Reg = Reg::at(0x108, WINDOW);
+/// virtio-blk `max_discard_sectors` (le32), valid with [`F_DISCARD`].
+pub const CONFIG_MAX_DISCARD_SECTORS: Reg = Reg::at(0x124, WINDOW);
+/// virtio-blk `max_discard_seg` (le32).
+pub const CONFIG_MAX_DISCARD_SEG: Reg = Reg::at(0x128, WINDOW);
+/// virtio-blk `max_write_zeroes_sectors` (le32), valid with
+/// [`F_WRITE_ZEROES`].
+pub const CONFIG_MAX_WRITE_ZEROES_SECTORS: Reg = Reg::at(0x130, WINDOW);
+/// virtio-blk `max_write_zeroes_seg` (le32).
+pub const CONFIG_MAX_WRITE_ZEROES_SEG: Reg = Reg::at(0x134, WINDOW);
 
 /// "virt", little endian.
 pub const MAGIC: u32 = 0x7472_6976;
@@ -91,16 +100,19 @@ pub const F_SIZE_MAX: u64 = 1 << 1;
 pub const F_RO: u64 = 1 << 5;
 /// virtio-blk: the device has a volatile write cache and takes FLUSH.
 pub const F_FLUSH: u64 = 1 << 9;
+/// virtio-blk: the device takes DISCARD.
+pub const F_DISCARD: u64 = 1 << 13;
+/// virtio-blk: the device takes WRITE_ZEROES.
+pub const F_WRITE_ZEROES: u64 = 1 << 14;
 /// The device follows VIRTIO 1.x (modern); required.
 pub const F_VERSION_1: u64 = 1 << 32;
 
 /// Every feature this driver may accept. Not accepted, on purpose:
 /// INDIRECT_DESC and EVENT_IDX (plain chains and interrupts suffice),
 /// RING_PACKED (split ring only), ACCESS_PLATFORM (no IOMMU on `virt`:
-/// buffers are given by physical address), DISCARD/WRITE_ZEROES (not yet
-/// implemented: those requests are answered UNSUPP), CONFIG_WCE (the cache
-/// mode stays the device's; FLUSH covers durability).
-pub const ACCEPTED: u64 = F_VERSION_1 | F_SIZE_MAX | F_RO | F_FLUSH;
+/// buffers are given by physical address), CONFIG_WCE (the cache mode
+/// stays the device's; FLUSH covers durability).
+pub const ACCEPTED: u64 = F_VERSION_1 | F_SIZE_MAX | F_RO | F_FLUSH | F_DISCARD | F_WRITE_ZEROES;
 
 /// virtio-blk request type: read.
 pub const T_IN: u32 = 0;
@@ -108,6 +120,10 @@ pub const T_IN: u32 = 0;
 pub const T_OUT: u32 = 1;
 /// virtio-blk request type: flush.
 pub const T_FLUSH: u32 = 4;
+/// virtio-blk request type: discard.
+pub const T_DISCARD: u32 = 11;
+/// virtio-blk request type: write zeroes.
+pub const T_WRITE_ZEROES: u32 = 13;
 
 /// virtio-blk status byte: success.
 pub const BLK_S_OK: u8 = 0;

@@ -57,9 +57,11 @@ fn brings_the_device_up_and_negotiates_only_what_it_knows() {
         d.status,
         S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK
     );
-    // Offered: VERSION_1, FLUSH and many others; taken: only those two.
-    assert_eq!(d.driver_features, F_VERSION_1 | F_FLUSH);
-    assert_eq!(blk.features(), F_VERSION_1 | F_FLUSH);
+    // Offered: VERSION_1, FLUSH, DISCARD, WRITE_ZEROES and many others
+    // (indirect, event index, ring reset, topology...); taken: those four.
+    let taken = F_VERSION_1 | F_FLUSH | F_DISCARD | F_WRITE_ZEROES;
+    assert_eq!(d.driver_features, taken);
+    assert_eq!(blk.features(), taken);
     assert_eq!((d.queue_num, d.queue_ready), (128, 1));
     assert_eq!(d.desc, DMA_PADDR + DESC_OFF as u64);
     assert_eq!(d.avail, DMA_PADDR + AVAIL_OFF as u64);
@@ -133,11 +135,15 @@ fn requests_it_cannot_serve_are_refused_without_the_device() {
         ),
         (Request::write(5, 0, 1, u64::MAX - 100), Status::IoErr),
         (bad_len, Status::IoErr),
-        (Request::no_data(6, Op::Discard, 0, 8), Status::Unsupported),
         (
-            Request::no_data(7, Op::WriteZeroes, 0, 8),
-            Status::Unsupported,
+            Request::no_data(6, Op::Discard, SECTORS as u64 - 4, 8),
+            Status::IoErr,
         ),
+        (
+            Request::no_data(7, Op::WriteZeroes, 0, 1 << 23),
+            Status::IoErr,
+        ),
+        (Request::no_data(9, Op::Discard, 3, 0), Status::Ok),
         (Request::read(8, 5, 0, 0), Status::Ok),
     ];
     for (req, want) in cases {
@@ -150,7 +156,7 @@ fn requests_it_cannot_serve_are_refused_without_the_device() {
     let d = dev.borrow();
     assert!(d.executed.is_empty(), "{:?}", d.executed);
     assert_eq!(d.notifies, 0, "nothing to notify about");
-    assert_eq!(blk.stats.local, 9);
+    assert_eq!(blk.stats.local, 10);
 }
 
 #[test]
@@ -422,4 +428,68 @@ fn a_status_byte_that_is_no_status_is_an_io_error_not_a_stop() {
     dev.borrow_mut().status_override = Some(0xff);
     assert_eq!(run(&mut blk, &Request::read(3, 0, 1, 0)), Status::IoErr);
     assert_eq!(blk.broken(), None);
+}
+
+#[test]
+fn discard_and_write_zeroes_go_to_the_device_as_one_segment() {
+    let (_p, dev, mut blk) = up();
+    assert!(dev.borrow().disk[20 * 512..24 * 512]
+        .iter()
+        .any(|&b| b != 0));
+    assert_eq!(
+        run(&mut blk, &Request::no_data(1, Op::WriteZeroes, 20, 4)),
+        Status::Ok
+    );
+    assert!(dev.borrow().disk[20 * 512..24 * 512]
+        .iter()
+        .all(|&b| b == 0));
+    assert_ne!(dev.borrow().disk[24 * 512], 0, "nothing past the extent");
+    assert_eq!(
+        run(&mut blk, &Request::no_data(2, Op::Discard, 100, 8)),
+        Status::Ok
+    );
+    assert_eq!(
+        dev.borrow().executed,
+        [(T_WRITE_ZEROES, 20, 4), (T_DISCARD, 100, 8)]
+    );
+}
+
+#[test]
+fn discard_and_write_zeroes_are_unsupported_without_their_features() {
+    for (offered, limits_zero) in [
+        (F_VERSION_1 | F_FLUSH, false),
+        (F_VERSION_1 | F_DISCARD | F_WRITE_ZEROES, true),
+    ] {
+        let (_phys, dev, mmio, dma) = rig();
+        dev.borrow_mut().offered = offered;
+        if limits_zero {
+            // Negotiated, but the device allows no segment.
+            dev.borrow_mut().discard_limits = (8, 0);
+            dev.borrow_mut().write_zeroes_limits = (0, 1);
+        }
+        let mut blk = VirtioBlk::init(mmio, dma, windows()).unwrap();
+        for op in [Op::Discard, Op::WriteZeroes] {
+            assert_eq!(
+                run(&mut blk, &Request::no_data(1, op, 0, 8)),
+                Status::Unsupported
+            );
+        }
+        assert!(dev.borrow().executed.is_empty());
+    }
+}
+
+#[test]
+fn discard_respects_the_device_limit() {
+    let (_phys, dev, mmio, dma) = rig();
+    dev.borrow_mut().discard_limits = (16, 1);
+    let mut blk = VirtioBlk::init(mmio, dma, windows()).unwrap();
+    assert_eq!(
+        run(&mut blk, &Request::no_data(1, Op::Discard, 0, 16)),
+        Status::Ok
+    );
+    assert_eq!(
+        run(&mut blk, &Request::no_data(2, Op::Discard, 0, 17)),
+        Status::IoErr
+    );
+    assert_eq!(dev.borrow().executed, [(T_DISCARD, 0, 16)]);
 }

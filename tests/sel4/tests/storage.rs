@@ -4,13 +4,15 @@
 //!
 //! - `storage-driver.system`: one `blk_client` directly on the driver hop
 //!   writes its pattern over the whole disk, flushes, reads it all back and
-//!   compares; then the disk image on the host must hold exactly that
-//!   pattern in every sector.
+//!   compares, zeroes its last sector (WRITE_ZEROES), reads zeroes there
+//!   and writes the pattern back; then the disk image on the host must hold
+//!   exactly that pattern in every sector.
 //!
 //! - `storage.system`: the driver, `blk_virt` and two clients on a GPT
 //!   disk with partitions `client_a` and `client_b` (1 MiB each). Each
 //!   client writes its pattern over its whole partition, flushes, reads it
-//!   back and compares; `blk_client_b` also writes and reads one sector past
+//!   back and compares (and the write-zeroes round trip above);
+//!   `blk_client_b` also writes and reads one sector past
 //!   its partition and must get IOERR for both. Then, on the host, each
 //!   partition must hold exactly its client's pattern, and every other byte
 //!   of the image (GPT, gaps, the rest of the disk) must be unchanged.
@@ -249,6 +251,10 @@ fn virtio_blk_driver_serves_a_client_on_qemu() {
                 vec![
                     format!("blk_client_a: partition of {SECTORS} sectors"),
                     format!("blk_client_a: wrote, flushed and verified {SECTORS} sectors"),
+                    format!(
+                        "blk_client_a: write-zeroes of sector {} read back as zeroes",
+                        SECTORS - 1
+                    ),
                     "blk_client_a: done".to_string(),
                 ],
             ),
@@ -414,6 +420,10 @@ fn two_clients_share_the_disk_through_blk_virt_on_qemu() {
                 vec![
                     format!("blk_client_a: partition of {PART_SECTORS} sectors"),
                     format!("blk_client_a: wrote, flushed and verified {PART_SECTORS} sectors"),
+                    format!(
+                        "blk_client_a: write-zeroes of sector {} read back as zeroes",
+                        PART_SECTORS - 1
+                    ),
                     "blk_client_a: done".to_string(),
                 ],
             ),
@@ -422,6 +432,10 @@ fn two_clients_share_the_disk_through_blk_virt_on_qemu() {
                 vec![
                     format!("blk_client_b: partition of {PART_SECTORS} sectors"),
                     format!("blk_client_b: wrote, flushed and verified {PART_SECTORS} sectors"),
+                    format!(
+                        "blk_client_b: write-zeroes of sector {} read back as zeroes",
+                        PART_SECTORS - 1
+                    ),
                     "blk_client_b: write past the partition: IOERR".to_string(),
                     "blk_client_b: read past the partition: IOERR".to_string(),
                     "blk_client_b: done".to_string(),

@@ -124,6 +124,10 @@ pub struct Device {
     pub offered: u64,
     pub queue_max: u32,
     pub size_max: u32,
+    /// `max_discard_sectors`, `max_discard_seg`, `max_write_zeroes_sectors`,
+    /// `max_write_zeroes_seg`.
+    pub discard_limits: (u32, u32),
+    pub write_zeroes_limits: (u32, u32),
     pub disk: Vec<u8>,
     /// FEATURES_OK never sticks.
     pub refuse_features: bool,
@@ -206,6 +210,8 @@ impl Device {
                 | 1 << 40,
             queue_max: 256,
             size_max: 0,
+            discard_limits: (1 << 22, 1),
+            write_zeroes_limits: (1 << 22, 1),
             disk: (0..SECTORS * 512).map(|i| (i % 251) as u8).collect(),
             refuse_features: false,
             queue_ready_stuck: false,
@@ -376,6 +382,33 @@ impl Device {
                 }
             }
             (T_FLUSH, None) => (BLK_S_OK, 1),
+            (T_DISCARD | T_WRITE_ZEROES, Some((addr, len, flags))) => {
+                assert_eq!((len, flags & DESC_F_WRITE), (16, 0), "segment");
+                let mut p = self.phys.borrow_mut();
+                let (seg_sector, n, seg_flags) =
+                    (p.read64(addr), p.read32(addr + 8), p.read32(addr + 12));
+                drop(p);
+                assert_eq!(sector, 0, "header sector of a discard/write-zeroes");
+                assert_eq!(seg_flags, 0, "no UNMAP asked for");
+                let ops = if kind == T_DISCARD {
+                    self.driver_features & F_DISCARD != 0
+                } else {
+                    self.driver_features & F_WRITE_ZEROES != 0
+                };
+                assert!(ops, "op {kind} not negotiated");
+                let (s0, e0) = (
+                    seg_sector as usize * 512,
+                    (seg_sector as usize + n as usize) * 512,
+                );
+                self.executed.last_mut().unwrap().1 = seg_sector;
+                self.executed.last_mut().unwrap().2 = n;
+                if e0 <= self.disk.len() && !ro {
+                    self.disk[s0..e0].fill(0);
+                    (BLK_S_OK, 1)
+                } else {
+                    (BLK_S_IOERR, 1)
+                }
+            }
             _ => (BLK_S_UNSUPP, 1),
         };
         let status = self.status_override.unwrap_or(status);
@@ -425,6 +458,10 @@ impl Device {
             0x100 => cfg((self.disk.len() / 512) as u64, false),
             0x104 => cfg((self.disk.len() / 512) as u64, true),
             0x108 => self.size_max,
+            0x124 => self.discard_limits.0,
+            0x128 => self.discard_limits.1,
+            0x130 => self.write_zeroes_limits.0,
+            0x134 => self.write_zeroes_limits.1,
             _ => panic!("read of register {off:#x}"),
         }
     }

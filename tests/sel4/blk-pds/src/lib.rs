@@ -63,6 +63,16 @@ pub enum Step {
         /// Sectors.
         count: u32,
     },
+    /// Write zeroes over one sector; expect OK.
+    WriteZeroes {
+        /// The sector.
+        sector: u64,
+    },
+    /// Read one sector and require zeroes.
+    ReadZeroes {
+        /// The sector.
+        sector: u64,
+    },
     /// Write one sector just past the partition; expect IOERR.
     WritePast {
         /// The sector (= the partition's length).
@@ -86,8 +96,10 @@ impl Step {
 }
 
 /// The requests of one client, in order: write the pattern over the whole
-/// partition in chunks, flush, read it all back; then, when `probe`, one
-/// write and one read just past the end.
+/// partition in chunks, flush, read it all back; write zeroes over the last
+/// sector, read zeroes there, write its pattern again (so the partition
+/// ends as the pattern); then, when `probe`, one write and one read just
+/// past the end.
 #[derive(Debug, Clone)]
 pub struct Plan {
     sectors: u64,
@@ -137,16 +149,38 @@ impl Iterator for Plan {
                 }
                 2 => match self.chunk() {
                     Some((sector, count)) => return Some(Step::Read { sector, count }),
-                    None => self.phase = if self.probe { 3 } else { 5 },
+                    None => self.phase = if self.sectors == 0 { 6 } else { 3 },
                 },
                 3 => {
                     self.phase = 4;
-                    return Some(Step::WritePast {
-                        sector: self.sectors,
+                    return Some(Step::WriteZeroes {
+                        sector: self.sectors - 1,
                     });
                 }
                 4 => {
                     self.phase = 5;
+                    return Some(Step::ReadZeroes {
+                        sector: self.sectors - 1,
+                    });
+                }
+                5 => {
+                    self.phase = 6;
+                    return Some(Step::Write {
+                        sector: self.sectors - 1,
+                        count: 1,
+                    });
+                }
+                6 => {
+                    self.phase = if self.probe { 7 } else { 8 };
+                }
+                7 => {
+                    self.phase = 9;
+                    return Some(Step::WritePast {
+                        sector: self.sectors,
+                    });
+                }
+                9 => {
+                    self.phase = 8;
                     return Some(Step::ReadPast {
                         sector: self.sectors,
                     });
@@ -194,11 +228,17 @@ mod tests {
                     sector: 256,
                     count: 44
                 },
+                Step::WriteZeroes { sector: 299 },
+                Step::ReadZeroes { sector: 299 },
+                Step::Write {
+                    sector: 299,
+                    count: 1
+                },
                 Step::WritePast { sector: 300 },
                 Step::ReadPast { sector: 300 },
             ]
         );
-        assert_eq!(Plan::new(128, false).count(), 3);
+        assert_eq!(Plan::new(128, false).count(), 6);
         assert_eq!(Plan::new(0, false).collect::<Vec<_>>(), [Step::Flush]);
         assert_eq!(Step::WritePast { sector: 1 }.expect(), Status::IoErr);
         assert_eq!(Step::Flush.expect(), Status::Ok);

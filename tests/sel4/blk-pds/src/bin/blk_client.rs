@@ -112,6 +112,8 @@ impl Client {
                 Request::write(id, sector, 1, 0)
             }
             Step::Read { sector, count } => Request::read(id, sector, count, 0),
+            Step::WriteZeroes { sector } => Request::no_data(id, Op::WriteZeroes, sector, 1),
+            Step::ReadZeroes { sector } => Request::read(id, sector, 1, 0),
             Step::ReadPast { sector } => Request::read(id, sector, 1, 0),
             Step::Flush => Request::no_data(id, Op::Flush, 0, 0),
         };
@@ -140,6 +142,18 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Whether a completed one-sector read holds zeroes.
+    fn verify_zeroes(&self, sector: u64) -> Result<(), u64> {
+        let hop = self.hop.as_ref().ok_or(sector)?;
+        let mut buf = [0xffu8; SECTOR];
+        hop.inp.copy_out(0, &mut buf).map_err(|_| sector)?;
+        if buf.iter().all(|&b| b == 0) {
+            Ok(())
+        } else {
+            Err(sector)
+        }
     }
 
     /// Advances the state machine as far as the responses allow.
@@ -203,6 +217,7 @@ impl Client {
                         Ok(_) => {
                             let checked = match step {
                                 Step::Read { sector, count } => self.verify(sector, count),
+                                Step::ReadZeroes { sector } => self.verify_zeroes(sector),
                                 _ => Ok(()),
                             };
                             match (checked, step) {
@@ -216,6 +231,13 @@ impl Client {
                                         "{}: wrote, flushed and verified {} sectors",
                                         pd_name(),
                                         sectors
+                                    );
+                                    State::Running(plan, None, sectors)
+                                }
+                                (Ok(()), Step::ReadZeroes { sector }) => {
+                                    debug_println!(
+                                        "{}: write-zeroes of sector {sector} read back as zeroes",
+                                        pd_name()
                                     );
                                     State::Running(plan, None, sectors)
                                 }
