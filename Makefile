@@ -68,8 +68,9 @@ test: setup lint pd-build check-systems proofs separation
 # on the stand-in system, 2 runs x 1000 round trips per timing condition,
 # then every item again on builds with one protection removed each, where it
 # must FAIL (and which `bulkhead check` must refuse); then on the reference
-# system with the real PD programs. About 2.5 min on 2 cores.
-# Reports: build/separation/{stand-in,reference}/{junit.xml,report.html}.
+# system with the real PD programs, and C4 on the CAN test system (the
+# reference system's CAN filters share no id). About 3 min on 2 cores.
+# Reports: build/separation/{stand-in,reference,can-fanout}/{junit.xml,report.html}.
 PROTECTION_REMOVED = seccomp ro-maps priorities wakeups stack-guard
 SEP_TARGET = $${CARGO_TARGET_DIR:-target}
 SEP_REFERENCE_PDS = bulkhead-vmm-host bulkhead-virt-console-pd bulkhead-host-serial bulkhead-virt-blk-pd drv-host-blk-file bulkhead-virt-can-pd drv-host-can-bus
@@ -81,11 +82,15 @@ separation: setup
 	@for v in $(PROTECTION_REMOVED); do \
 	    $(CARGO) build -q -p bulkhead-separation-pds --features protection-removed-$$v --target-dir $(SEP_TARGET)/protection-removed-$$v || exit 1; \
 	done
-	$(CARGO) build -q -p bulkhead-virt-can-pd --features protection-removed-can-whitelist --target-dir $(SEP_TARGET)/protection-removed-can-whitelist
+	@for v in can-whitelist can-fanout; do \
+	    $(CARGO) build -q -p bulkhead-virt-can-pd --features protection-removed-$$v --target-dir $(SEP_TARGET)/protection-removed-$$v || exit 1; \
+	done
 	$(SEP_TARGET)/debug/bulkhead test-separation tests/separation/systems/automotive-sep.system --policy tests/separation/systems/policy.toml --out build/separation/stand-in --samples 2 \
 	    $(foreach v,$(PROTECTION_REMOVED),--protection-removed $(v)=$(SEP_TARGET)/protection-removed-$(v)/debug)
 	$(SEP_TARGET)/debug/bulkhead test-separation system/automotive/host.system --policy system/automotive/policy.toml --out build/separation/reference --samples 2 \
 	    --protection-removed can-whitelist=$(SEP_TARGET)/protection-removed-can-whitelist/debug
+	$(SEP_TARGET)/debug/bulkhead test-separation tests/guests/systems/can/host.system --only C4 --out build/separation/can-fanout \
+	    --protection-removed can-fanout=$(SEP_TARGET)/protection-removed-can-fanout/debug
 
 fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -35,13 +35,23 @@ pub mod policy;
 // TEST-ONLY (issue 12 item 4, tools/separation/README.md): the build
 // without the TX whitelist, so the separation suite can show C1 failing on
 // it. Its images carry the marker `bulkhead check` refuses (E078).
-#[cfg(all(feature = "protection-removed-can-whitelist", not(debug_assertions)))]
+#[cfg(all(
+    any(
+        feature = "protection-removed-can-whitelist",
+        feature = "protection-removed-can-fanout"
+    ),
+    not(debug_assertions)
+))]
 compile_error!("protection-removed-* features are test-only and refuse release builds");
 
 /// The marker of the build without the TX whitelist.
 #[cfg(feature = "protection-removed-can-whitelist")]
 // NUL-terminated: the checker reads the name up to the first other byte.
 static PROTECTION_REMOVED: &[u8] = b"BULKHEAD_PROTECTION_REMOVED=can-whitelist\0";
+
+/// The marker of the build that delivers to one subscriber only (C4).
+#[cfg(feature = "protection-removed-can-fanout")]
+static PROTECTION_REMOVED_FANOUT: &[u8] = b"BULKHEAD_PROTECTION_REMOVED=can-fanout\0";
 
 pub use controller::{
     BusState, CanController, ControllerError, ControllerStatus, Received, SlotDone,
@@ -393,6 +403,12 @@ impl<const G: usize, const Q: usize> Virtualiser<G, Q> {
             } else if x.rx.push(r) {
                 x.counters.delivered += 1;
                 events.guests |= 1 << (i % 32);
+                // PROTECTION-REMOVED (test-only build): no fan-out.
+                #[cfg(feature = "protection-removed-can-fanout")]
+                {
+                    core::hint::black_box(PROTECTION_REMOVED_FANOUT);
+                    break;
+                }
             } else {
                 x.counters.rx_overrun += 1;
             }

@@ -56,6 +56,159 @@ pub fn c1(ctx: &mut Ctx) -> Outcome {
     }
 }
 
+/// The 11-bit ids more than one guest's RX filters accept (from
+/// `can_virt`'s configuration region), at most `max`.
+fn shared_ids(ctx: &Ctx, max: usize) -> Result<Vec<u32>, String> {
+    let mr = ctx
+        .sd
+        .memory_regions
+        .iter()
+        .find(|m| m.name == "can_virt_config")
+        .ok_or("no can_virt_config region")?;
+    let Some(bulkhead_sdf::model::Prefill::Path(p)) = &mr.prefill else {
+        return Err("can_virt_config has no prefill file".into());
+    };
+    let bytes = std::fs::read(ctx.base.join(p)).map_err(|e| format!("{p}: {e}"))?;
+    let region = bulkhead_config::ConfigRegion::parse(&bytes, "can_virt")
+        .map_err(|e| format!("{p}: {e:?}"))?;
+    let cfg = bulkhead_virt_can_pd::config::Config::from_region(&region)
+        .map_err(|e| format!("{p}: {e:?}"))?;
+    let mut out = Vec::new();
+    for id in 0..0x800u16 {
+        let Ok(cid) = bulkhead_can_frame::CanId::standard(id) else {
+            continue;
+        };
+        let Ok(f) = bulkhead_can_frame::Frame::classic(cid, &[0]) else {
+            continue;
+        };
+        if cfg
+            .clients()
+            .iter()
+            .filter(|c| c.policy.accepts(&f))
+            .count()
+            >= 2
+        {
+            out.push(u32::from(id));
+            if out.len() == max {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// C4 (asymmetric delivery): broadcast frames on the bus reach every
+/// subscribed guest, in the bus's order, with no gap.
+pub fn c4(ctx: &mut Ctx) -> Outcome {
+    if ctx.profile != Profile::Reference {
+        return Outcome::new(Status::NotCovered(STAND_IN.into()));
+    }
+    match broadcast(ctx) {
+        Ok(None) => Outcome::new(Status::NotCovered(
+            "no CAN id passes more than one guest's RX filters in this system (can_virt's configuration), so nothing is delivered to several guests; fan-out is tested on tests/guests/systems/can.toml (shared 0x600-0x60f)".into(),
+        )),
+        Ok(Some((errs, ev))) => Outcome {
+            status: if errs.is_empty() {
+                Status::Passed
+            } else {
+                Status::Failed(errs.join("; "))
+            },
+            evidence: ev,
+            distributions: Vec::new(),
+        },
+        Err(e) => Outcome::new(Status::Failed(format!("could not run the scenario: {e}"))),
+    }
+}
+
+/// What guest `g` received, in order: (id, data hex).
+fn received(r: &RunResult, g: &str) -> Vec<(u32, String)> {
+    let p = format!("[{g}] can-guest: rx ");
+    r.lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(&p))
+        .filter_map(|x| {
+            let (id, data) = x.split_once(' ').unwrap_or((x, ""));
+            let id = u32::from_str_radix(id.trim_start_matches("0x"), 16).ok()?;
+            Some((id, data.to_string()))
+        })
+        .collect()
+}
+
+/// Whether `part` is a contiguous run of `whole`.
+fn contiguous_in<T: PartialEq>(part: &[T], whole: &[T]) -> bool {
+    part.is_empty() || whole.windows(part.len()).any(|w| w == part)
+}
+
+/// `None`: no id is shared, nothing to check.
+fn broadcast(ctx: &mut Ctx) -> Result<Option<Findings>, String> {
+    let shared = shared_ids(ctx, 2)?;
+    if shared.is_empty() {
+        return Ok(None);
+    }
+    let dir = ctx.scratch("can-bc")?;
+    let script = dir.join("can_script.txt");
+    let mut text = String::from("bitrate 500000\ntrace bus\n");
+    for (i, id) in shared.iter().enumerate() {
+        text.push_str(&format!(
+            "periodic bc{i} {id:#x} {} {} 0{i} count\n",
+            10_000 * shared.len(),
+            4000 + 500 * i
+        ));
+    }
+    std::fs::write(&script, text).map_err(|e| format!("{}: {e}", script.display()))?;
+    let r = ctx.run(
+        Variant {
+            guests: &[
+                ("cluster", "can_cluster"),
+                ("infotainment", "can_infotainment"),
+            ],
+            files: &[("can_script", "can_driver", script.as_path(), true)],
+            ..Variant::attack(None)
+        },
+        CAN_RUN,
+    )?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let on_bus: Vec<(u32, String)> = bus_frames(&r)
+        .into_iter()
+        .filter(|(id, _)| shared.contains(id))
+        .collect();
+    let mut errs = Vec::new();
+    let mut ev = vec![format!(
+        "ids {shared:x?} pass more than one guest's filters: {} such frames on the bus (100/s)",
+        on_bus.len()
+    )];
+    for g in ["cluster", "infotainment"] {
+        let got: Vec<(u32, String)> = received(&r, g)
+            .into_iter()
+            .filter(|(id, _)| shared.contains(id))
+            .collect();
+        ev.push(format!(
+            "{g}: {} broadcast frames received, first {:?}, last {:?}",
+            got.len(),
+            got.first(),
+            got.last()
+        ));
+        // Each guest listens for 1.5 s: at 100 frames/s that is ~150.
+        if got.len() < 50 {
+            errs.push(format!(
+                "{g} received {} broadcast frames in its 1.5 s of listening ({} on the bus)",
+                got.len(),
+                on_bus.len()
+            ));
+        } else if !contiguous_in(&got, &on_bus) {
+            errs.push(format!(
+                "{g}'s broadcast frames are not a gapless run of the bus's (lost, duplicated or reordered)"
+            ));
+        }
+    }
+    errs.extend(
+        others_affected(ctx, &r)?
+            .into_iter()
+            .map(|e| format!("CAN: {e}")),
+    );
+    Ok(Some((errs, ev)))
+}
+
 fn count(r: &RunResult, exact: &str) -> usize {
     r.lines.iter().filter(|l| *l == exact).count()
 }
@@ -108,7 +261,10 @@ fn others_affected(ctx: &mut Ctx, r: &RunResult) -> Result<Vec<String>, String> 
     Ok(errs)
 }
 
-type Part = Result<(Vec<String>, Vec<String>), String>;
+/// Failures and evidence of one scenario.
+type Findings = (Vec<String>, Vec<String>);
+
+type Part = Result<Findings, String>;
 
 /// Infotainment sends the cluster's id 0x300 three times: each must be
 /// refused by can_virt's whitelist, counted, and never reach the bus, while
@@ -365,6 +521,15 @@ mod tests {
             vec![(0x300, "ba00".to_string()), (0x480, String::new())]
         );
         assert_eq!(count(&r, "[infotainment] can-guest: tx 0x300 refused"), 1);
+    }
+
+    #[test]
+    fn a_gap_or_reorder_is_not_a_contiguous_run() {
+        let bus = [1, 2, 3, 4, 5];
+        assert!(contiguous_in(&[2, 3, 4], &bus));
+        assert!(!contiguous_in(&[2, 4], &bus));
+        assert!(!contiguous_in(&[3, 2], &bus));
+        assert!(!contiguous_in(&[2, 2, 3], &bus));
     }
 
     #[test]

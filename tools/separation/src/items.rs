@@ -120,11 +120,11 @@ pub fn registry() -> Vec<Item> {
         Item {
             id: "C4",
             annex_d: D_INFO,
-            attacks: "broadcast RX delivered to several guests",
-            measures: "sequences each subscriber sees",
-            criterion: "same sequence or counted gaps",
-            test: Err("needs CAN or Ethernet RX fan-out wired into the host system (in progress)"),
-            removed_by: &[],
+            attacks: "reference system: ECUs on the bus send the ids more than one guest's RX filters pass (from can_virt's configuration; a counter in byte 0, 100 frames/s in all) while both guests listen 1.5 s (can_cluster, can_infotainment); not covered when no id is shared; Ethernet RX fan-out: not built",
+            measures: "the sequence of broadcast frames each guest received vs the sequence on the bus (can_driver's trace)",
+            criterion: "each guest receives at least 50 shared-id frames and they are a gapless run of the bus's sequence (no loss, duplicate or reordering); no PD reported by the monitor beyond the unattacked run. Protection-removed build: can_virt delivering each frame to the first subscriber only (can-fanout)",
+            test: Ok(crate::devices::c4),
+            removed_by: &["can-fanout"],
         },
         Item {
             id: "C5",

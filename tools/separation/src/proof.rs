@@ -48,6 +48,10 @@ pub const VARIANTS: &[(&str, &str)] = &[
         "can-whitelist",
         "can_virt without its per-guest TX id whitelist (bulkhead-virt-can)",
     ),
+    (
+        "can-fanout",
+        "can_virt delivering each received frame to the first subscribed guest only (bulkhead-virt-can)",
+    ),
 ];
 
 /// How long one run on a protection-removed build may take.

@@ -276,6 +276,22 @@ impl Ctx {
             for pd in sd.all_pds() {
                 let image = &pd.program_image.path;
                 if let Err(e) = programs::resolve(image, &binds, &base, &search) {
+                    // A binding to a path in another target directory: the
+                    // same program by name on the search path.
+                    let by_name = binds
+                        .programs
+                        .get(image)
+                        .and_then(|p| p.file_name())
+                        .and_then(|n| search.iter().map(|d| d.join(n)).find(|c| c.is_file()));
+                    if let Some(p) = by_name {
+                        notes.push(format!(
+                            "{}: bound program not found, using {} from the search path",
+                            pd.name,
+                            p.display()
+                        ));
+                        binds.programs.insert(image.clone(), p);
+                        continue;
+                    }
                     notes.push(format!(
                         "{}: {e}; played by the placeholder {PLACEHOLDER}",
                         pd.name
