@@ -24,9 +24,9 @@
 #![no_std]
 #![no_main]
 
-use bulkhead_blk_protocol::{Request, Response, Status, WireRequest, WireResponse};
-use bulkhead_ring::{Armed, Consumer, Producer, Region as RingRegion};
-use core::sync::atomic::{fence, Ordering};
+use bulkhead_blk_protocol::{Request, Response, Status, WireResponse};
+use bulkhead_ring::Armed;
+use bulkhead_virt_blk_pd::hop::{HopRegions, Info, Lower};
 
 use bulkhead_runtime::{debug_println, halt, Channel, ChannelSet, Handler, Region, RuntimeError};
 use drv_virtio_blk_mmio::regs::{DEVICE_ID, DEVICE_ID_BLK, F_RO, MAGIC, MAGIC_VALUE, WINDOW};
@@ -38,20 +38,6 @@ use drv_virtio_blk_mmio::{
 const VIRT: Channel = Channel::new(0);
 /// The transport's interrupt.
 const IRQ: Channel = Channel::new(1);
-/// Entries in each ring of the hop (`blk_virt` attaches with the same;
-/// `components/virt-blk-pd` `hop.rs` defines the hop).
-const RING_CAPACITY: u32 = 64;
-/// Bytes of the response page the ring owns; the info block follows.
-const RING_BYTES: usize = 0x800;
-/// Bytes of the request ring's page (32-byte slots: it needs the page).
-const REQ_RING_BYTES: usize = 0x1000;
-/// The info block this (lower) side publishes in `blk_drv_resp`: `u64
-/// "BLKI" << 32 | epoch` (written last), `u64 sectors`, `u64 flags` (bit 0
-/// read-only). The epoch counts the driver's starts, so `blk_virt` sees a
-/// restart and resends what the driver held.
-const INFO_OFFSET: usize = 0x800;
-const INFO_MAGIC: u64 = 0x424c_4b49;
-
 #[cfg(target_os = "none")]
 mod paddr {
     bulkhead_sel4_abi::setvar!(
@@ -90,40 +76,28 @@ type Blk = VirtioBlk<VolatileMmio, VolatileDma>;
 
 struct Driver {
     blk: Blk,
-    requests: Consumer<'static, WireRequest>,
-    responses: Producer<'static, WireResponse>,
+    /// The lower end of the `blk_drv` hop (`components/virt-blk-pd`
+    /// `hop.rs`: rings, data regions, info block).
+    hop: Lower,
     /// A request popped while every slot was held.
     held: Option<Request>,
     /// An answer to a malformed request that found the response ring full.
     refused: Option<Response>,
 }
 
-fn ring(name: &str, limit: usize) -> Option<RingRegion<'static>> {
-    let r = Region::get(name).ok()?;
-    // SAFETY: the runtime mapped `r.size()` bytes at `r.vaddr()` read-write
-    // for the PD's life, and this PD touches the first `limit` bytes only
-    // through the ring built on it (atomic word accesses), the info block
-    // after them only through the runtime's checked accessors.
-    unsafe { RingRegion::from_raw(r.vaddr() as *mut u8, r.size().min(limit)) }.ok()
-}
-
-/// Publishes the disk's size for `blk_virt`, one epoch after the last
-/// (the block survives a restart of this PD: its memory is kept).
-fn publish(blk: &Blk) -> Result<u32, RuntimeError> {
-    let resp = Region::get("blk_drv_resp")?;
-    let state = resp.read_u64(INFO_OFFSET)?;
-    let last = if state >> 32 == INFO_MAGIC {
-        u32::try_from(state & 0xffff_ffff).unwrap_or(0)
-    } else {
-        0
-    };
-    let epoch = last.wrapping_add(1).max(1);
-    let read_only = blk.features() & F_RO != 0;
-    resp.write_u64(INFO_OFFSET + 8, blk.capacity())?;
-    resp.write_u64(INFO_OFFSET + 16, u64::from(read_only))?;
-    fence(Ordering::Release);
-    resp.atomic_u64(INFO_OFFSET)?
-        .store(INFO_MAGIC << 32 | u64::from(epoch), Ordering::Release);
+/// Publishes the disk's size for `blk_virt` in the hop's info block, one
+/// epoch after the last (the block survives a restart of this PD: its
+/// memory is kept), so `blk_virt` sees a restart and resends what this PD
+/// held.
+fn publish(hop: &Lower, blk: &Blk) -> Result<u32, RuntimeError> {
+    let epoch = hop
+        .published()
+        .map_or(1, |i| i.epoch.wrapping_add(1).max(1));
+    hop.publish(&Info {
+        epoch,
+        sectors: blk.capacity(),
+        read_only: blk.features() & F_RO != 0,
+    })?;
     Ok(epoch)
 }
 
@@ -140,8 +114,7 @@ fn find_transport(page: &Region) -> Option<(VolatileMmio, usize)> {
     })
 }
 
-fn window(name: &str, paddr: u64) -> Option<DataWindow> {
-    let r = Region::get(name).ok()?;
+fn window(r: &Region, paddr: u64) -> Option<DataWindow> {
     Some(DataWindow {
         paddr,
         len: u64::try_from(r.size()).ok()?,
@@ -161,9 +134,12 @@ fn start() -> Result<Driver, &'static str> {
     // page-aligned, physically contiguous from its fixed phys_addr (the
     // .system file's contract), and used only through this value.
     let dma = unsafe { VolatileDma::new(dma.vaddr() as *mut u8, dma.size(), dma_paddr) };
+    let hop = HopRegions::named("blk_drv")
+        .and_then(Lower::attach)
+        .map_err(|_| "the blk_drv hop is not mapped or its rings refused")?;
     let windows = DataWindows {
-        write_data: window("blk_drv_out", out_paddr).ok_or("no blk_drv_out region")?,
-        read_data: window("blk_drv_in", in_paddr).ok_or("no blk_drv_in region")?,
+        write_data: window(&hop.regions.out, out_paddr).ok_or("blk_drv_out too large")?,
+        read_data: window(&hop.regions.inp, in_paddr).ok_or("blk_drv_in too large")?,
     };
     let blk = match VirtioBlk::init(mmio, dma, windows) {
         Ok(b) => b,
@@ -172,17 +148,7 @@ fn start() -> Result<Driver, &'static str> {
             return Err("device bring-up failed");
         }
     };
-    let requests = Consumer::attach(
-        ring("blk_drv_req", REQ_RING_BYTES).ok_or("no blk_drv_req")?,
-        RING_CAPACITY,
-    )
-    .map_err(|_| "blk_drv_req ring refused")?;
-    let responses = Producer::attach(
-        ring("blk_drv_resp", RING_BYTES).ok_or("no blk_drv_resp")?,
-        RING_CAPACITY,
-    )
-    .map_err(|_| "blk_drv_resp ring refused")?;
-    let epoch = publish(&blk).map_err(|_| "cannot publish the info block in blk_drv_resp")?;
+    let epoch = publish(&hop, &blk).map_err(|_| "cannot publish the info block in blk_drv_resp")?;
     debug_println!(
         "virtio_blk_driver: transport {slot}: {} sectors, features {:#x}, queue {}, {} slots, epoch {epoch}",
         blk.capacity(),
@@ -192,8 +158,7 @@ fn start() -> Result<Driver, &'static str> {
     );
     Ok(Driver {
         blk,
-        requests,
-        responses,
+        hop,
         held: None,
         refused: None,
     })
@@ -204,12 +169,9 @@ impl Driver {
     /// many went.
     fn answer(&mut self) -> usize {
         let Driver {
-            blk,
-            responses,
-            refused,
-            ..
+            blk, hop, refused, ..
         } = self;
-        let mut push = |r: &Response| responses.push(&WireResponse::from(r)).is_ok();
+        let mut push = |r: &Response| hop.tx.push(&WireResponse::from(r)).is_ok();
         let mut n = 0;
         if let Some(r) = *refused {
             if !push(&r) {
@@ -229,7 +191,7 @@ impl Driver {
             return Some(r);
         }
         while self.refused.is_none() {
-            let w = match self.requests.pop() {
+            let w = match self.hop.rx.pop() {
                 Ok(Some(w)) => w,
                 Ok(None) => return None,
                 Err(_) => {
@@ -280,12 +242,12 @@ impl Driver {
                 break;
             }
             // Idle: sleep unless a request slipped in after the last pop.
-            match self.requests.arm_signal() {
+            match self.hop.rx.arm_signal() {
                 Ok(Armed::Pending) => continue,
                 _ => break,
             }
         }
-        if self.responses.notify_needed() {
+        if self.hop.tx.notify_needed() {
             let _ = VIRT.notify();
         }
     }

@@ -11,61 +11,19 @@
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{fence, Ordering};
-
-use bulkhead_blk_protocol::{Op, Request, WireRequest, WireResponse};
-use bulkhead_ring::{Armed, Consumer, Producer, Region as RingRegion};
-use bulkhead_runtime::{debug_println, pd_name, Channel, ChannelSet, Handler, Region};
+use bulkhead_blk_protocol::{Op, Request, WireRequest};
+use bulkhead_ring::Armed;
+use bulkhead_runtime::{debug_println, pd_name, Channel, ChannelSet, Handler};
 use bulkhead_sel4_blk_pds::{pattern_byte, seed, Plan, Step, SECTOR};
+use bulkhead_virt_blk_pd::hop::{HopRegions, Upper};
 
 /// Channel to the lower side (`blk_virt`).
 const LOWER: Channel = Channel::new(0);
-/// Ring slots of every blk hop (`components/virt-blk-pd` `hop.rs`).
-const RING_CAPACITY: u32 = 64;
-/// Bytes of the response page the ring owns; the info block follows.
-const RING_BYTES: usize = 0x800;
-/// Bytes of the request ring's page (32-byte slots: it needs the page).
-const REQ_RING_BYTES: usize = 0x1000;
-/// The lower side's info block in `hop_resp`: `u64 "BLKI" << 32 | epoch`,
-/// `u64 sectors`, `u64 flags`.
-const INFO_OFFSET: usize = 0x800;
-const INFO_MAGIC: u64 = 0x424c_4b49;
-
-struct Hop {
-    tx: Producer<'static, WireRequest>,
-    rx: Consumer<'static, WireResponse>,
-    resp: Region,
-    out: Region,
-    inp: Region,
-}
-
-fn ring(r: &Region, limit: usize) -> Option<RingRegion<'static>> {
-    // SAFETY: the runtime mapped `r.size()` bytes at `r.vaddr()` read-write
-    // for the PD's life; this PD touches the first `limit` bytes only through
-    // the ring built here, and the info block after them only through the
-    // runtime's checked accessors.
-    unsafe { RingRegion::from_raw(r.vaddr() as *mut u8, r.size().min(limit)) }.ok()
-}
+/// The upper end of the client's hop (`components/virt-blk-pd` `hop.rs`).
+type Hop = Upper;
 
 fn attach() -> Option<Hop> {
-    let req = Region::get("hop_req").ok()?;
-    let resp = Region::get("hop_resp").ok()?;
-    Some(Hop {
-        tx: Producer::attach(ring(&req, REQ_RING_BYTES)?, RING_CAPACITY).ok()?,
-        rx: Consumer::attach(ring(&resp, RING_BYTES)?, RING_CAPACITY).ok()?,
-        resp,
-        out: Region::get("hop_out").ok()?,
-        inp: Region::get("hop_in").ok()?,
-    })
-}
-
-/// The partition size the lower side published, once it has.
-fn published_sectors(resp: &Region) -> Option<u64> {
-    let state = resp.read_u64(INFO_OFFSET).ok()?;
-    fence(Ordering::Acquire);
-    (state >> 32 == INFO_MAGIC)
-        .then(|| resp.read_u64(INFO_OFFSET + 8).ok())
-        .flatten()
+    HopRegions::named("hop").and_then(Upper::attach).ok()
 }
 
 enum State {
@@ -103,12 +61,12 @@ impl Client {
                         *b = pattern_byte(self.seed, sector + k, i);
                     }
                     let at = usize::try_from(k).ok()? * SECTOR;
-                    hop.out.copy_in(at, &buf).ok()?;
+                    hop.regions.out.copy_in(at, &buf).ok()?;
                 }
                 Request::write(id, sector, count, 0)
             }
             Step::WritePast { sector } => {
-                hop.out.copy_in(0, &[0xee; SECTOR]).ok()?;
+                hop.regions.out.copy_in(0, &[0xee; SECTOR]).ok()?;
                 Request::write(id, sector, 1, 0)
             }
             Step::Read { sector, count } => Request::read(id, sector, count, 0),
@@ -132,7 +90,10 @@ impl Client {
         let mut buf = [0u8; SECTOR];
         for k in 0..u64::from(count) {
             let at = usize::try_from(k).map_err(|_| sector + k)? * SECTOR;
-            hop.inp.copy_out(at, &mut buf).map_err(|_| sector + k)?;
+            hop.regions
+                .inp
+                .copy_out(at, &mut buf)
+                .map_err(|_| sector + k)?;
             let good = buf
                 .iter()
                 .enumerate()
@@ -148,7 +109,7 @@ impl Client {
     fn verify_zeroes(&self, sector: u64) -> Result<(), u64> {
         let hop = self.hop.as_ref().ok_or(sector)?;
         let mut buf = [0xffu8; SECTOR];
-        hop.inp.copy_out(0, &mut buf).map_err(|_| sector)?;
+        hop.regions.inp.copy_out(0, &mut buf).map_err(|_| sector)?;
         if buf.iter().all(|&b| b == 0) {
             Ok(())
         } else {
@@ -162,7 +123,7 @@ impl Client {
             let state = core::mem::replace(&mut self.state, State::Done);
             self.state = match state {
                 State::Waiting => {
-                    let Some(sectors) = self.hop.as_ref().and_then(|h| published_sectors(&h.resp))
+                    let Some(sectors) = self.hop.as_ref().and_then(|h| h.info()).map(|i| i.sectors)
                     else {
                         self.state = State::Waiting;
                         return;
