@@ -818,6 +818,35 @@ mod tests {
     }
 
     #[test]
+    fn no_allocation_per_request() {
+        let img = image(256 * 1024);
+        let mut e = Engine::open(img.path(), &cfg(8)).unwrap();
+        let mut sum = 0u64;
+        let mut round = |e: &mut Engine| {
+            for t in 0..6u64 {
+                e.read(t, t * 4096, 4096).unwrap();
+            }
+            e.write(6, 8192, &[7; 4096], true).unwrap();
+            e.flush(7).unwrap();
+            while e.in_flight() > 0 {
+                e.wait(1).unwrap();
+                e.reap(|c| sum += u64::from(c.data.first().copied().unwrap_or(0)));
+            }
+        };
+        round(&mut e);
+        let before = crate::alloc_count::allocations();
+        for _ in 0..200 {
+            round(&mut e);
+        }
+        assert_eq!(
+            crate::alloc_count::allocations(),
+            before,
+            "the request path allocated"
+        );
+        assert!(sum > 0);
+    }
+
+    #[test]
     fn reads_in_flight_return_the_right_bytes() {
         let img = image(256 * 1024);
         let mut e = Engine::open(img.path(), &cfg(32)).unwrap();

@@ -15,6 +15,8 @@ use std::path::Path;
 
 use bulkhead_blk_protocol::{Op, Request, Response, Status, FLAG_FUA, SECTOR};
 
+#[cfg(test)]
+mod alloc_count;
 pub mod engine;
 pub mod gpt;
 pub mod queued;

@@ -808,6 +808,32 @@ mod tests {
     }
 
     #[test]
+    fn serve_allocates_nothing_per_request() {
+        let f = pattern_image(256);
+        let mut d = disk(&f, false);
+        let mut hop = FakeHop::new(64);
+        hop.req.reserve(64);
+        hop.rsp.reserve(64);
+        let batch = |d: &mut QueuedDisk, hop: &mut FakeHop| {
+            hop.rsp.clear();
+            for i in 0..20u32 {
+                let r = Request::read(i, u64::from(i) * 8, 8, u64::from(i) * 4096);
+                hop.req.push_back(r.encode());
+            }
+            hop.req
+                .push_back(Request::no_data(99, Op::Flush, 0, 0).encode());
+            d.serve(hop).unwrap();
+            assert_eq!(hop.rsp.len(), 21);
+        };
+        batch(&mut d, &mut hop);
+        let before = crate::alloc_count::allocations();
+        for _ in 0..50 {
+            batch(&mut d, &mut hop);
+        }
+        assert_eq!(crate::alloc_count::allocations(), before, "serve allocated");
+    }
+
+    #[test]
     fn serve_holds_answers_for_a_full_response_ring() {
         let f = pattern_image(64);
         let mut d = disk(&f, false);
