@@ -33,7 +33,7 @@ pub fn registry() -> Vec<Item> {
             attacks: "descriptors pointing outside the guest's RAM, overlapping, huge lengths",
             measures: "backend rejections; device accesses outside the window",
             criterion: "all rejected; no device access outside the guest window",
-            test: Err("needs a DMA-capable device class (virtio-blk/-net backend with a host driver) wired on the host board; storage is being wired (components/virt-blk, vmm/devices/src/blk) — register its scenario here"),
+            test: Err("not written yet: the storage and CAN paths run on the host board (C1), but M2 needs a hostile guest whose virtio descriptors point outside its RAM, overlap or carry huge lengths, with the device accesses observed; the virtio core's hostile-descriptor cases are unit tests (components/virtio-core), not this suite"),
             removed_by: &[],
         },
         Item {
@@ -42,7 +42,7 @@ pub fn registry() -> Vec<Item> {
             attacks: "the guest rewrites rings/config while the backend reads them",
             measures: "torn state reaching S",
             criterion: "backend copies then validates; nothing torn reaches S",
-            test: Err("needs a virtio backend (virt-blk / virt-can) and a trapping test guest on the host board; in progress (vmm/host, tests/guests)"),
+            test: Err("not written yet: needs a guest that rewrites its rings while the VMM reads them, with the cluster's path observed for torn state; the copy-then-validate rule is tested in the virtio core and VMM unit tests, not this suite"),
             removed_by: &[],
         },
         Item {
@@ -69,7 +69,7 @@ pub fn registry() -> Vec<Item> {
             attacks: "the guest stops consuming RX or never returns TX buffers",
             measures: "S's latency; which guest loses data",
             criterion: "only the attacker loses data; S's latency as T1",
-            test: Err("needs a device class with RX/TX buffers (CAN via drivers/host-can-bus + components/virt-can, or Ethernet) wired into the host system; CAN is being wired — register its scenario here"),
+            test: Err("not written yet: needs a guest that stops consuming CAN RX (or never returns TX buffers) while the cluster's frames are timed; the test guests here send and listen but time nothing"),
             removed_by: &[],
         },
         Item {
@@ -105,7 +105,7 @@ pub fn registry() -> Vec<Item> {
             attacks: "infotainment saturates CAN at 100 %, Ethernet at line rate, block at full queue depth",
             measures: "S's frame/IO latency",
             criterion: "S's frames/IO meet their bound",
-            test: Err("needs CAN/Ethernet/storage device classes on the host board (CAN and storage in progress; Ethernet not started)"),
+            test: Err("not written yet: needs a cluster guest that times its CAN frames / block I/O while infotainment floods at its budget or full queue depth (the paths exist; a timing guest does not); blk_virt does not enforce I/O budgets on the host board (no clock: it says so at start); Ethernet not built"),
             removed_by: &[],
         },
         Item {
@@ -114,7 +114,7 @@ pub fn registry() -> Vec<Item> {
             attacks: "infotainment provokes CAN bus-off or fills the TX mailboxes",
             measures: "S's recovery time; whether I is stopped",
             criterion: "S recovers within the bound; I is stopped",
-            test: Err("needs the CAN bus in simulated bit time (drivers/host-can-bus) wired into the host system; tests/can has the scenario — register it here"),
+            test: Err("not written yet: the bus model can inject the id collision that drives a node bus-off (can_driver script `twin`), but the scenario (infotainment driven bus-off, can_virt stopping it, the cluster's recovery time) is not in this suite"),
             removed_by: &[],
         },
         Item {
@@ -132,7 +132,7 @@ pub fn registry() -> Vec<Item> {
             attacks: "bits flipped in shared memory after validation",
             measures: "whether anything acts on guest-writable memory",
             criterion: "nothing acts on memory a guest can still write",
-            test: Err("needs a virtio backend with a trapping test guest on the host board (vmm/host, tests/guests; in progress)"),
+            test: Err("not written yet: needs a guest that flips bits in its rings after the VMM validated them, with the cluster's path observed; covered by the copy-then-validate unit tests, not this suite"),
             removed_by: &[],
         },
     ]
