@@ -155,6 +155,21 @@ fn verdict_and_pattern_checks_can_fail() {
     assert_eq!(first_foreign_sector(&img, 1, 2, "c"), Some(1));
 }
 
+#[test]
+fn storage_systems_pass_bulkhead_check_for_qemu_virt_aarch64() {
+    for file in ["storage-driver.system", "storage.system"] {
+        let path = root().join("tests/sel4/systems").join(file);
+        let source = std::fs::read_to_string(&path).expect("system file");
+        let opts = bulkhead_sdf::CheckOptions {
+            board: bulkhead_boards::board("qemu_virt_aarch64"),
+            ..Default::default()
+        };
+        let report = bulkhead_sdf::check_source(&source, file, &opts);
+        assert!(report.is_valid(), "{}", report.render());
+        assert_eq!(report.warning_count(), 0, "{}", report.render());
+    }
+}
+
 /// What only runs with an SDK.
 #[cfg(microkit_sdk)]
 mod with_sdk {
