@@ -140,6 +140,11 @@ impl MapTable {
         }
     }
 
+    /// Forgets every entry.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
     /// The entries.
     pub fn entries(&self) -> &[MapEntry] {
         &self.entries[..self.len]
@@ -162,13 +167,26 @@ impl MapTable {
     /// # Errors
     /// [`MapsError`] naming the first entry refused.
     pub fn from_config(cfg: &ConfigRegion<'_>) -> Result<MapTable, MapsError> {
+        let mut t = MapTable::new();
+        t.load_config(cfg)?;
+        Ok(t)
+    }
+
+    /// [`MapTable::from_config`] in place: a table is ~8 KiB, more than a
+    /// PD's default stack can hold as a temporary. On error the table is
+    /// left empty.
+    ///
+    /// # Errors
+    /// [`MapsError`] naming the first entry refused.
+    pub fn load_config(&mut self, cfg: &ConfigRegion<'_>) -> Result<(), MapsError> {
+        self.len = 0;
         let Some(sec) = cfg.section(MAPS_SECTION) else {
-            return Ok(MapTable::new());
+            return Ok(());
         };
         if sec.version != MAPS_VERSION {
             return Err(MapsError::Version(sec.version));
         }
-        MapTable::decode(sec.payload())
+        self.load(sec.payload())
     }
 
     /// Decodes a `MAPS` payload.
@@ -176,6 +194,26 @@ impl MapTable {
     /// # Errors
     /// [`MapsError`] naming the first entry refused.
     pub fn decode(payload: &[u8]) -> Result<MapTable, MapsError> {
+        let mut t = MapTable::new();
+        t.load(payload)?;
+        Ok(t)
+    }
+
+    /// [`MapTable::decode`] in place; on error the table is left empty.
+    ///
+    /// # Errors
+    /// [`MapsError`] naming the first entry refused.
+    pub fn load(&mut self, payload: &[u8]) -> Result<(), MapsError> {
+        self.len = 0;
+        let r = self.fill(payload);
+        if r.is_err() {
+            self.len = 0;
+        }
+        r
+    }
+
+    fn fill(&mut self, payload: &[u8]) -> Result<(), MapsError> {
+        let t = self;
         let mut r = FieldReader::new(payload);
         let n = r.u32().map_err(MapsError::Format)?;
         r.u32().map_err(MapsError::Format)?;
@@ -183,7 +221,6 @@ impl MapTable {
         if count > MAX_MAPS {
             return Err(MapsError::TooMany(n));
         }
-        let mut t = MapTable::new();
         for i in 0..count {
             let vaddr = r.u64().map_err(MapsError::Format)?;
             let size = r.u64().map_err(MapsError::Format)?;
@@ -234,8 +271,7 @@ impl MapTable {
             t.entries[i] = e;
             t.len = i + 1;
         }
-        r.finish().map_err(MapsError::Format)?;
-        Ok(t)
+        r.finish().map_err(MapsError::Format)
     }
 }
 

@@ -410,14 +410,14 @@ mod boot_config {
             Ok(c) => c,
             Err(e) => return refuse(&e),
         };
-        let maps = match MapTable::from_config(&cfg) {
-            Ok(m) => m,
-            Err(e) => return refuse(&e),
-        };
-        if let Err(e) = check_against_self(&maps, vaddr, size as u64) {
+        // In place: a table is too big for a temporary on an 8 KiB stack.
+        if let Err(e) = b.maps.load_config(&cfg) {
             return refuse(&e);
         }
-        b.maps = maps;
+        if let Err(e) = check_against_self(&b.maps, vaddr, size as u64) {
+            b.maps.clear();
+            return refuse(&e);
+        }
         STATE.store(LOADED, Ordering::Release);
     }
 

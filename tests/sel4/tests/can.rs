@@ -15,8 +15,9 @@
 //!   compose` configures it, `systems/can/`) and the driver: the ECU sees
 //!   both guests' whitelisted frames (classic and FD), guest_b's forged
 //!   0x300 is refused and counted, and each ECU answer reaches exactly the
-//!   guests whose filters accept it. BLOCKED until `can_virt` can read its
-//!   configuration on seL4 (see that test).
+//!   guests whose filters accept it. `can_virt` finds its configuration
+//!   and hops through the runtime's seL4 boot copy (the configuration map's
+//!   `bulkhead_config_*` setvars and compose's `MAPS` section).
 //! - `can-imx8mp.system` on `imx8mp_evk`: the FlexCAN driver PD packs with
 //!   the real tool and boots; QEMU's `imx8mp-evk` has no FlexCAN, so the
 //!   driver must reach its registers without a fault, find no controller
@@ -244,10 +245,6 @@ fn flexcan_driver_packs_for_imx8mp_and_stops_cleanly_where_qemu_has_no_flexcan()
     not(microkit_sdk),
     ignore = "SKIPPED: MICROKIT_SDK not set — cannot pack or boot seL4 images (make test MICROKIT_SDK=/path/to/sdk)"
 )]
-#[cfg_attr(
-    microkit_sdk,
-    ignore = "BLOCKED: can_virt cannot read its configuration on seL4 yet — it must declare its config map (regions: [bulkhead_config: r]) and copy the bytes out before parsing (the runtime's config() needs an immutable region, which seL4 cannot vouch for), and needs a stack above the 8 KiB default (can.system gives 128 KiB); with a can_virt built that way this test passes"
-)]
 fn two_guests_share_the_ctucanfd_controller_through_can_virt_both_ways() {
     #[cfg(microkit_sdk)]
     {
@@ -269,4 +266,27 @@ fn two_guests_share_the_ctucanfd_controller_through_can_virt_both_ways() {
         );
     }
     let _ = FORBIDDEN_CROSS_TALK;
+}
+
+/// `systems/can/can_virt_config.bin` is what `bulkhead compose` writes for
+/// `systems/can/can.toml` today (regenerate: `bulkhead compose
+/// tests/sel4/systems/can/can.toml -o DIR` and copy
+/// `DIR/qemu_virt_aarch64/can_virt_config.bin`), so the hand-written
+/// `can.system` runs the configuration compose would give it.
+#[test]
+fn can_virt_config_is_current_compose_output() {
+    let dir = root().join("tests/sel4/systems/can");
+    let src = std::fs::read_to_string(dir.join("can.toml")).expect("can.toml");
+    let out = bulkhead_compose::compose(&src, "can.toml", &dir, Some("qemu_virt_aarch64"))
+        .expect("compose can.toml");
+    let want = out[0]
+        .files
+        .iter()
+        .find(|f| f.path == "qemu_virt_aarch64/can_virt_config.bin")
+        .expect("compose wrote can_virt's configuration");
+    let have = std::fs::read(dir.join("can_virt_config.bin")).expect("committed bin");
+    assert!(
+        have == want.bytes,
+        "tests/sel4/systems/can/can_virt_config.bin is stale: regenerate it (see this test's doc)"
+    );
 }
