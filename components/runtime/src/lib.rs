@@ -43,6 +43,7 @@ pub mod protection_removed;
 
 mod api;
 pub mod maps;
+pub mod time;
 pub mod wire;
 
 #[cfg(target_os = "linux")]
