@@ -40,8 +40,20 @@
 //! virtualiser, write payload is copied into the virtualiser's own `drv`
 //! slot, responses go back after the driver's. A new driver epoch means the
 //! driver restarted: everything it held is resent (idempotent: the slot
-//! still holds the bytes), so no acknowledged write is lost. Budgets are
-//! not enforced yet (the runtime has no clock); a configured one is logged.
+//! still holds the bytes), so no acknowledged write is lost.
+//!
+//! **Budgets** (issue 7: one guest cannot starve another): each client's
+//! ops/bytes per period from the policy section are token buckets in the
+//! virtualiser, refilled from the runtime clock (`bulkhead_runtime::time`)
+//! on every event. A client out of budget keeps its requests queued (in
+//! the virtualiser's FIFO, then in its ring): they are served after the
+//! refill, never dropped. So that "after the refill" does not wait for an
+//! unrelated event, a system gives `blk_virt` a periodic interrupt on any
+//! channel that is neither the driver's nor a client's: compose binds a
+//! host timer (`[[timer_irq]]`) on the host board. On seL4 that tick would
+//! come from a timer driver PD (none exists yet): without it a throttled
+//! request goes out at the next driver or client notification. Without a
+//! clock, budgets are logged as not enforced.
 //! If the system makes the driver a child of `blk_virt`, a driver fault is
 //! answered by restarting it.
 #![no_std]

@@ -6,7 +6,7 @@ use bulkhead_ring::{Armed, RingError};
 use bulkhead_runtime::{debug_println, Channel, ChannelSet};
 use bulkhead_virt_blk::config::{Budget, MAX_CLIENTS};
 use bulkhead_virt_blk::table::PartitionTable;
-use bulkhead_virt_blk::virt::{ClientPolicy, Hops, SubmitError, Virtualiser};
+use bulkhead_virt_blk::virt::{ClientPolicy, ClientStats, Hops, SubmitError, Virtualiser};
 
 use crate::config::{Client, VirtConfig};
 use crate::hop::{copy, HopError, HopRegions, Info, Lower, Upper, DRIVER_SLOTS, SLOT_BYTES};
@@ -57,6 +57,8 @@ pub struct BlkVirt {
     client_dirty: [bool; MAX_CLIENTS],
     /// Info published to the client and not yet signalled.
     client_hello: [bool; MAX_CLIENTS],
+    /// The runtime has a clock: budgets are enforced.
+    clock: bool,
     /// Counters for the log.
     pub stale: u32,
 }
@@ -138,8 +140,22 @@ impl Hops for RingHops<'_> {
     }
 }
 
+/// The client's budget as the virtualiser takes it: unlimited without a
+/// clock (a bucket that could never refill would stop the client for good).
+fn budget(c: &Client, clock: bool) -> Budget {
+    let p = &c.policy;
+    if !clock || p.period_us == 0 || (p.ops == 0 && p.bytes == 0) {
+        return Budget::UNLIMITED;
+    }
+    Budget {
+        period_us: p.period_us,
+        requests: p.ops,
+        bytes: p.bytes,
+    }
+}
+
 /// `policy`'s extent must be exactly a partition of `table`.
-fn client_policy(c: &Client, table: &PartitionTable) -> Option<ClientPolicy> {
+fn client_policy(c: &Client, table: &PartitionTable, clock: bool) -> Option<ClientPolicy> {
     let (first, len) = (c.policy.start / 512, c.policy.size / 512);
     table
         .partitions()
@@ -149,9 +165,7 @@ fn client_policy(c: &Client, table: &PartitionTable) -> Option<ClientPolicy> {
         first,
         len,
         read_only: c.policy.read_only,
-        // No clock in the runtime yet: a budget could never refill, so
-        // budgets are not enforced (logged at start).
-        budget: Budget::UNLIMITED,
+        budget: budget(c, clock),
     })
 }
 
@@ -175,12 +189,23 @@ impl BlkVirt {
                 Err(e) => debug_println!("blk_virt: guest {} hop: {:?}; not served", c.guest, e),
             }
         }
-        if cfg
-            .clients()
-            .iter()
-            .any(|c| c.policy.ops != 0 || c.policy.bytes != 0)
-        {
-            debug_println!("blk_virt: I/O budgets configured but not enforced (no clock)");
+        let clock = bulkhead_runtime::time::now_us().is_some();
+        for c in cfg.clients() {
+            let b = budget(c, clock);
+            if b != Budget::UNLIMITED {
+                debug_println!(
+                    "blk_virt: guest {} budget: {} ops, {} bytes per {} us",
+                    c.guest,
+                    b.requests,
+                    b.bytes,
+                    b.period_us
+                );
+            } else if c.policy.ops != 0 || c.policy.bytes != 0 {
+                debug_println!(
+                    "blk_virt: guest {} budget configured but not enforced (no clock)",
+                    c.guest
+                );
+            }
         }
         Ok(BlkVirt {
             driver_channel: Channel::new(cfg.driver_channel),
@@ -193,18 +218,62 @@ impl BlkVirt {
             driver_dirty: false,
             client_dirty: [false; MAX_CLIENTS],
             client_hello: [false; MAX_CLIENTS],
+            clock,
             stale: 0,
         })
     }
 
     /// One pass over everything; call on every notification (and once
     /// after [`BlkVirt::start`], which arms the rings).
-    pub fn run(&mut self, _channels: ChannelSet) {
+    ///
+    /// Budgets refill from the runtime clock at every pass, so a throttled
+    /// client's queued requests go out at the first event after its refill
+    /// — never dropped. What guarantees such an event when nothing else
+    /// happens is a periodic interrupt on any channel that is neither the
+    /// driver's nor a client's (compose binds a host timer on the host
+    /// board; on seL4 a timer driver PD would notify it): it is acknowledged
+    /// here and otherwise only means "look at the clock".
+    pub fn run(&mut self, channels: ChannelSet) {
+        self.ack_ticks(channels);
         self.drain_driver();
         self.check_driver_epoch();
         self.advance_loading();
+        let now = self.now_us();
+        if let (Phase::Serving(v), Some(now)) = (&mut self.phase, now) {
+            v.tick(now);
+        }
         self.serve_clients();
         self.flush_notifications();
+    }
+
+    fn now_us(&self) -> Option<u64> {
+        if self.clock {
+            bulkhead_runtime::time::now_us()
+        } else {
+            None
+        }
+    }
+
+    /// Acknowledges the timer IRQ(s) among `channels` so they fire again.
+    fn ack_ticks(&self, channels: ChannelSet) {
+        for ch in channels.iter() {
+            let id = ch.id();
+            let known =
+                id == self.cfg.driver_channel || self.cfg.clients().iter().any(|c| c.channel == id);
+            if !known {
+                // A channel that is not an IRQ refuses the ack (NotAnIrq):
+                // nothing to do for it either way.
+                let _ = ch.irq_ack();
+            }
+        }
+    }
+
+    /// The virtualiser's counters for client `i` (None before serving).
+    pub fn stats(&self, i: usize) -> Option<ClientStats> {
+        match &self.phase {
+            Phase::Serving(v) => v.stats(i),
+            _ => None,
+        }
     }
 
     fn drain_driver(&mut self) {
@@ -312,7 +381,7 @@ impl BlkVirt {
         };
         let mut policies = [ClientPolicy::NONE; MAX_CLIENTS];
         for (i, c) in self.cfg.clients().iter().enumerate() {
-            match client_policy(c, &table) {
+            match client_policy(c, &table, self.clock) {
                 Some(p) => policies[i] = p,
                 None => debug_println!(
                     "blk_virt: guest {}: bytes {:#x}+{:#x} are not a partition on the disk; every request fails",
@@ -437,6 +506,29 @@ impl BlkVirt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budgets_are_enforced_only_with_a_clock_and_a_limit() {
+        let mut c = Client::default();
+        c.policy.period_us = 10_000;
+        c.policy.ops = 5;
+        c.policy.bytes = 1 << 20;
+        let b = budget(&c, true);
+        assert_eq!((b.period_us, b.requests, b.bytes), (10_000, 5, 1 << 20));
+        // No clock: a bucket could never refill.
+        assert_eq!(budget(&c, false), Budget::UNLIMITED);
+        // No limit, or no period: nothing to enforce.
+        let (mut open, mut no_period) = (c, c);
+        open.policy.ops = 0;
+        open.policy.bytes = 0;
+        no_period.policy.period_us = 0;
+        assert_eq!(budget(&open, true), Budget::UNLIMITED);
+        assert_eq!(budget(&no_period, true), Budget::UNLIMITED);
+        // One limit alone is kept.
+        let mut ops_only = c;
+        ops_only.policy.bytes = 0;
+        assert_eq!(budget(&ops_only, true).requests, 5);
+    }
 
     #[test]
     fn the_state_fits_a_small_pd_stack() {
