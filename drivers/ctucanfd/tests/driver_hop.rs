@@ -1,7 +1,7 @@
-//! The `ctucanfd_driver` PD's end of the `drv` hop (`src/bin/
-//! ctucanfd_driver/hop.rs`) over in-memory rings, with the CTU CAN FD
-//! driver on the register model behind it: what the virtualiser sees. The
-//! FlexCAN crate runs the same file against its own model
+//! The `ctucanfd_driver` PD's end of the `drv` hop (`drv-can-driver-hop`)
+//! over in-memory rings (its `testkit` plays the virtualiser), with the CTU
+//! CAN FD driver on the register model behind it: what the virtualiser sees.
+//! The FlexCAN crate runs the same hop against its own model
 //! (`drivers/flexcan/tests/driver_hop.rs`): one hop, both controllers.
 
 #![allow(
@@ -13,60 +13,17 @@
 
 mod model;
 
-#[path = "../src/bin/ctucanfd_driver/hop.rs"]
-#[allow(dead_code)]
-mod hop;
-
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use bulkhead_can_frame::{CanId, Frame};
 use bulkhead_can_protocol::controller::BusState;
 use bulkhead_can_protocol::driver_hop::{decode_ready, decode_status};
-use bulkhead_can_protocol::{drv_op, drv_status, WireFrame, EVENT_ID, RING_CAPACITY};
-use bulkhead_ring::layout::ring_bytes;
-use bulkhead_ring::{CacheLine, Consumer, Pod, Producer, Region, Request, Response};
+use bulkhead_can_protocol::{drv_op, drv_status, WireFrame, EVENT_ID};
+use drv_can_driver_hop::testkit::{connect, Virt};
+use drv_can_driver_hop::Hop;
 use drv_ctucanfd::{Config, CtuCanFd, PCI_CLOCK_HZ, TX_BUFFERS};
-use hop::Hop;
 use model::{Handle, Model};
-
-fn lines() -> &'static [CacheLine] {
-    let bytes = ring_bytes(RING_CAPACITY, <Request<WireFrame> as Pod>::WORDS).unwrap();
-    let n = bytes / core::mem::size_of::<CacheLine>() + 1;
-    Box::leak(
-        (0..n)
-            .map(|_| CacheLine::new())
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    )
-}
-
-struct Virt {
-    req: Producer<'static, Request<WireFrame>>,
-    resp: Consumer<'static, Response<WireFrame>>,
-}
-
-impl Virt {
-    fn send(&mut self, op: u32, id: u32, payload: WireFrame) {
-        self.req.push(&Request { id, op, payload }).unwrap();
-    }
-
-    fn submit(&mut self, slot: u32, f: &Frame) {
-        self.send(drv_op::SUBMIT, slot, WireFrame::from_frame(f, 0));
-    }
-
-    fn answers(&mut self) -> Vec<Response<WireFrame>> {
-        std::iter::from_fn(|| self.resp.pop().unwrap()).collect()
-    }
-
-    fn slot_answers(&mut self) -> Vec<(u32, u32, Frame)> {
-        self.answers()
-            .into_iter()
-            .filter(|r| r.id != EVENT_ID)
-            .map(|r| (r.id, r.status, r.payload.to_frame().unwrap()))
-            .collect()
-    }
-}
 
 fn setup() -> (Rc<RefCell<Model>>, CtuCanFd<Handle>, Hop, Virt) {
     let (m, h) = Model::new().handle();
@@ -77,18 +34,7 @@ fn setup() -> (Rc<RefCell<Model>>, CtuCanFd<Handle>, Hop, Virt) {
         tx_slots: TX_BUFFERS,
     };
     let can = CtuCanFd::new(h, &cfg).unwrap();
-    let (q, r) = (Region::from_lines(lines()), Region::from_lines(lines()));
-    let hop = Hop::start(
-        Consumer::attach(q, RING_CAPACITY).unwrap(),
-        Producer::attach(r, RING_CAPACITY).unwrap(),
-        TX_BUFFERS,
-        true,
-    )
-    .unwrap();
-    let virt = Virt {
-        req: Producer::attach(q, RING_CAPACITY).unwrap(),
-        resp: Consumer::attach(r, RING_CAPACITY).unwrap(),
-    };
+    let (hop, virt) = connect(TX_BUFFERS, true);
     (m, can, hop, virt)
 }
 

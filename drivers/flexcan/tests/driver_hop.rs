@@ -1,15 +1,12 @@
-//! The driver end of the `drv` hop (the file both CAN driver PDs use,
-//! `ctucanfd/src/bin/ctucanfd_driver/hop.rs`) over in-memory rings, with the
+//! The driver end of the `drv` hop (`drv-can-driver-hop`, which both CAN
+//! driver PDs use) over in-memory rings (its `testkit` plays the
+//! virtualiser), with the
 //! FlexCAN driver on the register-level model behind it: the rules of
 //! `bulkhead_can_protocol::driver_hop` as the virtualiser sees them.
 
 #![allow(clippy::unwrap_used, clippy::panic, missing_docs)]
 
 mod model;
-
-#[path = "../../ctucanfd/src/bin/ctucanfd_driver/hop.rs"]
-#[allow(dead_code)]
-mod hop;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -18,10 +15,10 @@ use bulkhead_can_frame::{CanId, Frame};
 use bulkhead_can_protocol::controller::BusState;
 use bulkhead_can_protocol::driver_hop::{decode_ready, decode_status};
 use bulkhead_can_protocol::{drv_op, drv_status, WireFrame, EVENT_ID, RING_CAPACITY};
-use bulkhead_ring::layout::ring_bytes;
-use bulkhead_ring::{CacheLine, Consumer, Pod, Producer, Region, Request, Response};
+use bulkhead_ring::Response;
+use drv_can_driver_hop::testkit::{connect, connect_into_full_ring, Virt};
+use drv_can_driver_hop::Hop;
 use drv_flexcan::{Config, Filter, FlexCan};
-use hop::Hop;
 use model::{Handle, Model};
 
 const ALL: [Filter; 2] = [
@@ -37,37 +34,6 @@ const ALL: [Filter; 2] = [
     },
 ];
 
-fn lines() -> &'static [CacheLine] {
-    let bytes = ring_bytes(RING_CAPACITY, <Request<WireFrame> as Pod>::WORDS).unwrap();
-    let n = bytes / core::mem::size_of::<CacheLine>() + 1;
-    Box::leak(
-        (0..n)
-            .map(|_| CacheLine::new())
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    )
-}
-
-/// What the virtualiser holds: its ends of both rings.
-struct Virt {
-    req: Producer<'static, Request<WireFrame>>,
-    resp: Consumer<'static, Response<WireFrame>>,
-}
-
-impl Virt {
-    fn send(&mut self, op: u32, id: u32, payload: WireFrame) {
-        self.req.push(&Request { id, op, payload }).unwrap();
-    }
-
-    fn submit(&mut self, slot: u32, f: &Frame) {
-        self.send(drv_op::SUBMIT, slot, WireFrame::from_frame(f, 0));
-    }
-
-    fn answers(&mut self) -> Vec<Response<WireFrame>> {
-        std::iter::from_fn(|| self.resp.pop().unwrap()).collect()
-    }
-}
-
 fn setup() -> (Rc<RefCell<Model>>, FlexCan<Handle>, Hop, Virt) {
     let (m, h) = Model::new().handle();
     let cfg = Config {
@@ -77,18 +43,7 @@ fn setup() -> (Rc<RefCell<Model>>, FlexCan<Handle>, Hop, Virt) {
         filters: &ALL,
     };
     let can = FlexCan::new(h, &cfg).unwrap();
-    let (q, r) = (Region::from_lines(lines()), Region::from_lines(lines()));
-    let hop = Hop::start(
-        Consumer::attach(q, RING_CAPACITY).unwrap(),
-        Producer::attach(r, RING_CAPACITY).unwrap(),
-        4,
-        true,
-    )
-    .unwrap();
-    let virt = Virt {
-        req: Producer::attach(q, RING_CAPACITY).unwrap(),
-        resp: Consumer::attach(r, RING_CAPACITY).unwrap(),
-    };
+    let (hop, virt) = connect(4, true);
     (m, can, hop, virt)
 }
 
@@ -260,28 +215,8 @@ fn a_restart_into_a_full_response_ring_announces_ready_once_there_is_room() {
         filters: &ALL,
     };
     let mut can = FlexCan::new(h, &cfg).unwrap();
-    let (q, r) = (Region::from_lines(lines()), Region::from_lines(lines()));
     // The driver's previous life filled the response ring; nobody read it.
-    let mut old = Producer::<Response<WireFrame>>::attach(r, RING_CAPACITY).unwrap();
-    for i in 0..RING_CAPACITY {
-        old.push(&Response {
-            id: i,
-            status: drv_status::SENT,
-            payload: WireFrame::default(),
-        })
-        .unwrap();
-    }
-    let mut hop = Hop::start(
-        Consumer::attach(q, RING_CAPACITY).unwrap(),
-        Producer::attach(r, RING_CAPACITY).unwrap(),
-        4,
-        false,
-    )
-    .unwrap();
-    let mut v = Virt {
-        req: Producer::attach(q, RING_CAPACITY).unwrap(),
-        resp: Consumer::attach(r, RING_CAPACITY).unwrap(),
-    };
+    let (mut hop, mut v) = connect_into_full_ring(4, false);
     v.submit(0, &std(0x10, &[1]));
     m.borrow_mut().inject(&std(0x20, &[2]));
     hop.serve(&mut can, 0).unwrap();

@@ -18,17 +18,12 @@
 #![no_std]
 #![no_main]
 
-mod clock;
-mod hop;
-
-use bulkhead_can_protocol::controller::CanController;
-use bulkhead_can_protocol::{WireFrame, RING_CAPACITY};
-use bulkhead_ring::{Consumer, Producer, Region as RingRegion, Request, Response};
 use bulkhead_runtime::{debug_println, halt, Channel, ChannelSet, Handler, Region};
+use drv_can_driver_hop::clock;
+use drv_can_driver_hop::pd::DriverHop;
 use drv_ctucanfd::{probe_pci, Config, CtuCanFd, CORE_STRIDE, PCI_CLOCK_HZ, TX_BUFFERS};
 use drv_pci_ecam::mmio::volatile::VolatileMmio;
 use drv_pci_ecam::{Ecam, Window, VIRT_MMIO32_BASE};
-use hop::Hop;
 
 const VIRT: Channel = Channel::new(0);
 const IRQ: Channel = Channel::new(1);
@@ -37,7 +32,7 @@ const CORE: u64 = 0;
 
 struct CtuDriver {
     can: CtuCanFd<VolatileMmio>,
-    hop: Option<Hop>,
+    hop: DriverHop,
 }
 
 fn fail(what: &str) -> ! {
@@ -45,49 +40,11 @@ fn fail(what: &str) -> ! {
     halt(1)
 }
 
-/// The ring in region `name`.
-fn ring(name: &str) -> Option<RingRegion<'static>> {
-    let r = Region::get(name).ok()?;
-    // SAFETY: the runtime mapped `r.size()` bytes at `r.vaddr()` read-write
-    // for the PD's life (the description's map of a ring region), and this
-    // PD touches the region only through the ring built here.
-    unsafe { RingRegion::from_raw(r.vaddr() as *mut u8, r.size()) }.ok()
-}
-
-fn attach() -> Option<Hop> {
-    let rx = Consumer::<Request<WireFrame>>::attach(ring("can_drv_req")?, RING_CAPACITY).ok()?;
-    let tx = Producer::<Response<WireFrame>>::attach(ring("can_drv_resp")?, RING_CAPACITY).ok()?;
-    // The core was just reset by `CtuCanFd::new`: no buffer holds a frame,
-    // so READY can go out at once (rule 1).
-    let hop = Hop::start(rx, tx, TX_BUFFERS, true).ok()?;
-    let _ = VIRT.notify();
-    Some(hop)
-}
-
 impl CtuDriver {
     fn serve(&mut self) {
-        let Some(hop) = self.hop.as_mut() else {
-            // Nobody to report to (no rings, or a peer corrupted them):
-            // still take what the controller holds, so its level interrupt
-            // drops instead of storming this high-priority PD.
-            while self.can.completion().is_some() {}
-            while self.can.receive().is_some() {}
-            return;
-        };
         let now = clock::now_ns();
         self.can.set_now(now);
-        match hop.serve(&mut self.can, now) {
-            Ok(true) => {
-                let _ = VIRT.notify();
-            }
-            Ok(false) => {}
-            Err(e) => {
-                // A peer that corrupts the ring loses the hop; the
-                // controller stays up and quiet.
-                debug_println!("ctucanfd_driver: drv hop corrupt ({:?}); ignoring it", e);
-                self.hop = None;
-            }
-        }
+        self.hop.serve(&mut self.can, now);
     }
 }
 
@@ -143,10 +100,9 @@ impl Handler for CtuDriver {
                 "cannot configure the core"
             })
         });
-        let hop = attach();
-        if hop.is_none() {
-            debug_println!("ctucanfd_driver: no drv hop rings; controller up, nothing to serve");
-        }
+        // The core was just reset by `CtuCanFd::new`: no buffer holds a
+        // frame, so READY can go out at once (rule 1).
+        let hop = DriverHop::attach(VIRT, "ctucanfd_driver", TX_BUFFERS, true);
         let mut me = CtuDriver { can, hop };
         debug_println!(
             "ctucanfd_driver: core {} up, 500k/2M, {} TX buffers",

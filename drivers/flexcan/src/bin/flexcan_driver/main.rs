@@ -21,21 +21,11 @@
 #![no_std]
 #![no_main]
 
-// The driver end of the hop and the clock are controller-independent; both
-// CAN driver PDs use the same files (the hop belongs in
-// `bulkhead_can_protocol::driver_hop`, owned by the protocol's authors).
-#[path = "../../../../ctucanfd/src/bin/ctucanfd_driver/clock.rs"]
-mod clock;
-#[path = "../../../../ctucanfd/src/bin/ctucanfd_driver/hop.rs"]
-mod hop;
-
-use bulkhead_can_protocol::controller::CanController;
-use bulkhead_can_protocol::{WireFrame, RING_CAPACITY};
-use bulkhead_ring::{Consumer, Producer, Region as RingRegion, Request, Response};
 use bulkhead_runtime::{debug_println, halt, Channel, ChannelSet, Handler, Region};
+use drv_can_driver_hop::clock;
+use drv_can_driver_hop::pd::DriverHop;
 use drv_flexcan::mmio::volatile::VolatileMmio;
 use drv_flexcan::{Config, Filter, FlexCan, InitError};
-use hop::Hop;
 
 const VIRT: Channel = Channel::new(0);
 const IRQ: Channel = Channel::new(1);
@@ -57,7 +47,7 @@ const ACCEPT_ALL: [Filter; 2] = [
 
 struct FlexDriver {
     can: FlexCan<VolatileMmio>,
-    hop: Option<Hop>,
+    hop: DriverHop,
 }
 
 fn fail(what: &str) -> ! {
@@ -65,46 +55,11 @@ fn fail(what: &str) -> ! {
     halt(1)
 }
 
-fn ring(name: &str) -> Option<RingRegion<'static>> {
-    let r = Region::get(name).ok()?;
-    // SAFETY: the runtime mapped `r.size()` bytes at `r.vaddr()` read-write
-    // for the PD's life (the description's map of a ring region), and this
-    // PD touches the region only through the ring built here.
-    unsafe { RingRegion::from_raw(r.vaddr() as *mut u8, r.size()) }.ok()
-}
-
-fn attach(fd: bool) -> Option<Hop> {
-    let rx = Consumer::<Request<WireFrame>>::attach(ring("can_drv_req")?, RING_CAPACITY).ok()?;
-    let tx = Producer::<Response<WireFrame>>::attach(ring("can_drv_resp")?, RING_CAPACITY).ok()?;
-    // `FlexCan::new` soft-reset the controller: no MB holds a frame, so
-    // READY can go out at once (rule 1).
-    let hop = Hop::start(rx, tx, TX_SLOTS, fd).ok()?;
-    let _ = VIRT.notify();
-    Some(hop)
-}
-
 impl FlexDriver {
     fn serve(&mut self) {
-        let Some(hop) = self.hop.as_mut() else {
-            // Nobody to report to (no rings, or a peer corrupted them):
-            // still take what the controller holds, so its level interrupt
-            // drops instead of storming this high-priority PD.
-            while self.can.completion().is_some() {}
-            while self.can.receive().is_some() {}
-            return;
-        };
         let now = clock::now_ns();
         self.can.set_now(now);
-        match hop.serve(&mut self.can, now) {
-            Ok(true) => {
-                let _ = VIRT.notify();
-            }
-            Ok(false) => {}
-            Err(e) => {
-                debug_println!("flexcan_driver: drv hop corrupt ({:?}); ignoring it", e);
-                self.hop = None;
-            }
-        }
+        self.hop.serve(&mut self.can, now);
     }
 }
 
@@ -127,13 +82,10 @@ impl Handler for FlexDriver {
                 InitError::Slots | InitError::NoFilters => "bad configuration",
             })
         });
-        let mut me = FlexDriver {
-            can,
-            hop: attach(true),
-        };
-        if me.hop.is_none() {
-            debug_println!("flexcan_driver: no drv hop rings; controller up, nothing to serve");
-        }
+        // `FlexCan::new` soft-reset the controller: no MB holds a frame, so
+        // READY can go out at once (rule 1).
+        let hop = DriverHop::attach(VIRT, "flexcan_driver", TX_SLOTS, true);
+        let mut me = FlexDriver { can, hop };
         debug_println!("flexcan_driver: FlexCAN1 up, 500k/2M, {} TX MBs", TX_SLOTS);
         me.serve();
         me
