@@ -1,6 +1,7 @@
 //! Each guest's device tree: exactly its RAM, its vCPUs, its virtio-mmio
 //! windows and their IRQs, the GIC its VMM presents, the architected timer,
-//! PSCI (over HVC, which the VMM handles) and `/chosen` with the command line
+//! PSCI (over SMC, which seL4 delivers to the VMM as a vCPU fault; a guest
+//! `hvc` would enter the seL4 kernel as a system call) and `/chosen` with the command line
 //! and the initrd.
 //!
 //! Guest-physical map (the same on every board; the VMM emulates all of it
@@ -95,7 +96,7 @@ pub fn guest_dtb(r: &Resolved, g: &GuestR) -> Vec<u8> {
 
     root.child(Node::new("psci"))
         .prop_strs("compatible", &["arm,psci-1.0", "arm,psci-0.2"])
-        .prop_str("method", "hvc");
+        .prop_str("method", "smc");
 
     let ram = l::GUEST_RAM_BASE;
     root.child(Node::new(&format!("memory@{ram:x}")))
