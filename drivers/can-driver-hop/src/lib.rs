@@ -5,7 +5,6 @@
 //! protocol rules live in one place.
 //!
 //! - [`Hop`]: requests applied to a `CanController`, outcomes reported back;
-//! - [`clock::now_ns`]: the driver's clock for the hop's timestamps;
 //! - [`pd::DriverHop`]: the PD glue (rings found by region name, the
 //!   virtualiser notified, a corrupt hop dropped while the controller is
 //!   kept drained);
@@ -13,7 +12,6 @@
 //!   the drivers' host tests.
 #![cfg_attr(not(feature = "testkit"), no_std)]
 
-pub mod clock;
 mod hop;
 pub mod pd;
 #[cfg(feature = "testkit")]

@@ -19,7 +19,6 @@
 #![no_main]
 
 use bulkhead_runtime::{debug_println, halt, Channel, ChannelSet, Handler, Region};
-use drv_can_driver_hop::clock;
 use drv_can_driver_hop::pd::DriverHop;
 use drv_ctucanfd::{probe_pci, Config, CtuCanFd, CORE_STRIDE, PCI_CLOCK_HZ, TX_BUFFERS};
 use drv_pci_ecam::mmio::volatile::VolatileMmio;
@@ -42,7 +41,9 @@ fn fail(what: &str) -> ! {
 
 impl CtuDriver {
     fn serve(&mut self) {
-        let now = clock::now_ns();
+        // `driver_hop` timestamps are ns of the driver's monotonic clock
+        // (0 where the platform gives the PD none).
+        let now = bulkhead_runtime::time::now_ns().unwrap_or(0);
         self.can.set_now(now);
         self.hop.serve(&mut self.can, now);
     }

@@ -22,7 +22,6 @@
 #![no_main]
 
 use bulkhead_runtime::{debug_println, halt, Channel, ChannelSet, Handler, Region};
-use drv_can_driver_hop::clock;
 use drv_can_driver_hop::pd::DriverHop;
 use drv_flexcan::mmio::volatile::VolatileMmio;
 use drv_flexcan::{Config, Filter, FlexCan, InitError};
@@ -57,7 +56,9 @@ fn fail(what: &str) -> ! {
 
 impl FlexDriver {
     fn serve(&mut self) {
-        let now = clock::now_ns();
+        // `driver_hop` timestamps are ns of the driver's monotonic clock
+        // (0 where the platform gives the PD none).
+        let now = bulkhead_runtime::time::now_ns().unwrap_or(0);
         self.can.set_now(now);
         self.hop.serve(&mut self.can, now);
     }
