@@ -60,6 +60,22 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Every standard and every extended id: the widest union, for a driver
+    /// that is not told the guests' filters (the virtualiser then filters
+    /// per guest in software).
+    pub const ACCEPT_ALL: [Filter; 2] = [
+        Filter {
+            id: 0,
+            mask: 0,
+            extended: false,
+        },
+        Filter {
+            id: 0,
+            mask: 0,
+            extended: true,
+        },
+    ];
+
     /// The smallest single filter accepting everything `self` and `other`
     /// accept (for fitting many guests' filters into few MBs; software
     /// filtering in the virtualiser removes the surplus). `None` if the two

@@ -21,26 +21,13 @@ use drv_can_driver_hop::Hop;
 use drv_flexcan::{Config, Filter, FlexCan};
 use model::{Handle, Model};
 
-const ALL: [Filter; 2] = [
-    Filter {
-        id: 0,
-        mask: 0,
-        extended: false,
-    },
-    Filter {
-        id: 0,
-        mask: 0,
-        extended: true,
-    },
-];
-
 fn setup() -> (Rc<RefCell<Model>>, FlexCan<Handle>, Hop, Virt) {
     let (m, h) = Model::new().handle();
     let cfg = Config {
         nominal_bps: 500_000,
         data_bps: Some(2_000_000),
         tx_slots: 4,
-        filters: &ALL,
+        filters: &Filter::ACCEPT_ALL,
     };
     let can = FlexCan::new(h, &cfg).unwrap();
     let (hop, virt) = connect(4, true);
@@ -212,7 +199,7 @@ fn a_restart_into_a_full_response_ring_announces_ready_once_there_is_room() {
         nominal_bps: 500_000,
         data_bps: None,
         tx_slots: 4,
-        filters: &ALL,
+        filters: &Filter::ACCEPT_ALL,
     };
     let mut can = FlexCan::new(h, &cfg).unwrap();
     // The driver's previous life filled the response ring; nobody read it.

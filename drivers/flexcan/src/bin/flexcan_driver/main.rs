@@ -30,20 +30,6 @@ const VIRT: Channel = Channel::new(0);
 const IRQ: Channel = Channel::new(1);
 /// TX message buffers (one per virtualiser slot).
 const TX_SLOTS: usize = 4;
-/// Every standard and every extended id (see the crate doc).
-const ACCEPT_ALL: [Filter; 2] = [
-    Filter {
-        id: 0,
-        mask: 0,
-        extended: false,
-    },
-    Filter {
-        id: 0,
-        mask: 0,
-        extended: true,
-    },
-];
-
 struct FlexDriver {
     can: FlexCan<VolatileMmio>,
     hop: DriverHop,
@@ -74,7 +60,7 @@ impl Handler for FlexDriver {
             nominal_bps: 500_000,
             data_bps: Some(2_000_000),
             tx_slots: TX_SLOTS,
-            filters: &ACCEPT_ALL,
+            filters: &Filter::ACCEPT_ALL,
         };
         let can = FlexCan::new(mmio, &cfg).unwrap_or_else(|e| {
             fail(match e {
