@@ -364,6 +364,18 @@ pub fn generate(r: &Resolved, desc_name: &str) -> Result<Vec<OutputFile>, String
         }
     }
 
+    // Storage budgets refill from the clock, but only an event lets
+    // `blk_virt` act on a refill: on the host board a host timer is that
+    // event (bound in host.host.toml). On seL4 it would be a timer driver
+    // PD's notification; without one a throttled request waits for the
+    // next driver or guest event.
+    if bname == "host" && crate::host::blk_tick_period_us(r).is_some() {
+        if let Some(p) = pds.get_mut("blk_virt") {
+            p.irqs
+                .push((crate::host::BLK_TICK_IRQ, crate::host::BLK_TICK_ID, false));
+        }
+    }
+
     // --- configuration regions ---------------------------------------------
     let mut files = Vec::new();
     let mut dtbs: BTreeMap<usize, Vec<u8>> = BTreeMap::new();

@@ -28,6 +28,32 @@ fn q(s: &str) -> String {
     out
 }
 
+/// The `<irq>` number of `blk_virt`'s budget tick on the host board: any
+/// free GIC-style INTID (nothing on the host board is wired to it but the
+/// `[[timer_irq]]` this file binds).
+pub const BLK_TICK_IRQ: u64 = 1000;
+/// Its channel id in `blk_virt`: the largest Microkit id, clear of the
+/// driver (0) and guest (index + 1) channels. `blk_virt` takes any channel
+/// that is neither as a tick.
+pub const BLK_TICK_ID: u64 = 61;
+
+/// The period of `blk_virt`'s budget tick, if any guest has a storage
+/// budget: the shortest budget period. Budgets refill from the clock at
+/// every event; the tick is the event that lets a throttled guest's queued
+/// requests go out within one period of its refill when nothing else
+/// happens.
+pub fn blk_tick_period_us(r: &Resolved) -> Option<u32> {
+    if !r.classes.contains(&Class::Blk) {
+        return None;
+    }
+    r.guests
+        .iter()
+        .filter_map(|g| g.storage.as_ref())
+        .filter(|s| s.period_us != 0 && (s.ops != 0 || s.bytes != 0))
+        .map(|s| s.period_us)
+        .min()
+}
+
 /// The binding file text for `r` (composed for the host board).
 pub fn binding_file(r: &Resolved, desc_name: &str) -> String {
     let h = &r.host;
@@ -77,6 +103,13 @@ pub fn binding_file(r: &Resolved, desc_name: &str) -> String {
             o,
             "\n[[can]]\nname = \"can0\"\npd = \"can_driver\"\ninterface = {}",
             q(can)
+        );
+    }
+    if let Some(period) = blk_tick_period_us(r) {
+        let _ = writeln!(
+            o,
+            "\n# blk_virt's budget tick (refills reach throttled guests).\n\
+             [[timer_irq]]\npd = \"blk_virt\"\nirq = {BLK_TICK_IRQ}\nperiod_us = {period}"
         );
     }
     for g in &r.guests {

@@ -151,3 +151,32 @@ fn guest_device_trees_parse_with_the_fdt_crate() {
         }
     }
 }
+
+#[test]
+fn blk_virt_gets_a_budget_tick_on_the_host_board_only() {
+    let text = |o: &BoardOutput, path: &str| {
+        let f = o.files.iter().find(|f| f.path == path).unwrap();
+        String::from_utf8(f.bytes.clone()).unwrap()
+    };
+    let tick = "<irq irq=\"1000\" id=\"61\" trigger=\"level\" />";
+    for o in composed() {
+        let system = text(&o, &format!("{}.system", o.board));
+        let virt = system
+            .split("<protection_domain name=\"blk_virt\"")
+            .nth(1)
+            .and_then(|s| s.split("</protection_domain>").next())
+            .unwrap();
+        if o.board == "host" {
+            assert!(virt.contains(tick), "host blk_virt has no tick:\n{virt}");
+            // automotive.toml: both storage budgets are per 10 ms.
+            let bind = text(&o, "host.host.toml");
+            assert!(
+                bind.contains("[[timer_irq]]\npd = \"blk_virt\"\nirq = 1000\nperiod_us = 10000\n"),
+                "{bind}"
+            );
+        } else {
+            // seL4 boards: no timer driver PD yet, so no tick.
+            assert!(!virt.contains("<irq"), "{} blk_virt: {virt}", o.board);
+        }
+    }
+}
