@@ -8,13 +8,28 @@
 //!   order — including a 150-byte line that crosses ring chunks and the
 //!   32-byte TX FIFO (the driver's backpressure path).
 //!
-//! Without `MICROKIT_SDK` at build time the boot test is reported as
+//! - `storage-imx8mp.system`: `usdhc_blk_driver` on the SD card QEMU puts
+//!   in uSDHC2, `blk_virt` and two `blk_client`s on a GPT card with
+//!   partitions `client_a` and `client_b` (`storage.system`'s clients and
+//!   configuration, the driver swapped). Each client writes its pattern
+//!   over its partition, flushes, reads it back, zeroes and restores its
+//!   last sector; `blk_client_b` gets IOERR past its partition. Then, on
+//!   the host, each partition of the image holds exactly its client's
+//!   pattern and every other sector is unchanged.
+//!
+//! Without `MICROKIT_SDK` at build time the boot tests are reported as
 //! ignored with a `SKIPPED:` reason (see build.rs and boot.rs).
+
+// Host-side offsets into a disk image of a few MiB.
+#![allow(clippy::cast_possible_truncation)]
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bulkhead_sel4_blk_pds::{pattern_byte, seed, SECTOR};
 use bulkhead_sel4_console_pds::{long_byte, LINES, LONG};
+#[cfg_attr(not(microkit_sdk), allow(unused_imports))]
+use drv_host_blk_file::gpt::{self, PartSpec, Placed};
 
 /// Lines no console of these tests may contain.
 const FORBIDDEN: &[&str] = &["stopping", "corrupt", "MON|ERROR", "panicked", "no serial_"];
@@ -153,5 +168,257 @@ fn imx_uart_driver_prints_both_clients_lines_through_serial_virt_on_imx8mp() {
             .lines()
             .find(|l| FORBIDDEN.iter().any(|f| l.contains(f)));
         assert!(bad.is_none(), "console has {bad:?}; console:\n{console}");
+    }
+}
+
+/// Fragments no storage console line may contain: a PD fault, a kernel
+/// complaint, a client or the driver giving up.
+const FORBIDDEN_STORAGE: &[&str] = &[
+    "MON|ERROR",
+    "seL4(CPU",
+    "FAILED",
+    "stopping",
+    "card error",
+    "PANIC",
+    "refused",
+    "no configuration region",
+    "configuration refused",
+];
+
+/// The SD card: 8 MiB (QEMU wants a power-of-two card), two 1 MiB
+/// partitions.
+const DISK_SECTORS: u64 = 8 * 2048;
+/// Sectors of each client's partition.
+const PART_SECTORS: u64 = 2048;
+
+/// What is wrong with `console`: a forbidden line, or the first of `want`
+/// missing (in order).
+fn verdict(console: &str, want: &[String]) -> Option<String> {
+    if let Some((f, l)) = console.lines().find_map(|l| {
+        FORBIDDEN_STORAGE
+            .iter()
+            .find(|f| l.contains(**f))
+            .map(|f| (f, l))
+    }) {
+        return Some(format!("forbidden {f:?} in line {l:?}"));
+    }
+    let mut at = 0;
+    for w in want {
+        match console[at..].find(w.as_str()) {
+            Some(i) => at += i + w.len(),
+            None => return Some(format!("missing (in order): {w:?}")),
+        }
+    }
+    None
+}
+
+/// `console` without the lines of PD `pd` (each from `"<pd>: "` to its
+/// newline).
+fn without_lines_of(console: &str, pd: &str) -> String {
+    let tag = format!("{pd}: ");
+    let mut out = String::with_capacity(console.len());
+    let mut rest = console;
+    while let Some(i) = rest.find(&tag) {
+        out.push_str(&rest[..i]);
+        rest = match rest[i..].find('\n') {
+            Some(n) => &rest[i + n + 1..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
+/// [`verdict`] per PD, highest priority first: a higher-priority PD's
+/// line can land inside a lower one's (PDs print a character per system
+/// call), so each PD's lines are looked for with the higher ones' removed.
+fn verdict_by_priority(console: &str, pds: &[(&str, Vec<String>)]) -> Option<String> {
+    let mut text = console.to_string();
+    for (pd, want) in pds {
+        if let Some(v) = verdict(&text, want) {
+            return Some(format!("{pd}: {v}"));
+        }
+        text = without_lines_of(&text, pd);
+    }
+    None
+}
+
+/// The first sector of `img[first..first + sectors]` (partition-relative
+/// index) that does not hold `name`'s pattern.
+fn first_foreign_sector(img: &[u8], first: u64, sectors: u64, name: &str) -> Option<u64> {
+    let s = seed(name);
+    (0..sectors).find(|&k| {
+        let Ok(at) = usize::try_from((first + k) * SECTOR as u64) else {
+            return true;
+        };
+        img.get(at..at + SECTOR).is_none_or(|sec| {
+            sec.iter()
+                .enumerate()
+                .any(|(i, &b)| b != pattern_byte(s, k, i))
+        })
+    })
+}
+
+/// blk_virt's configuration region for `storage-imx8mp.system`, as compose
+/// writes it: the hops section (driver channel 0, the `drv` hop at
+/// 0x6200_0000 with 2 MiB data regions, client a on channel 1 at
+/// 0x6280_0000, client b on channel 2 at 0x6300_0000) and the storage
+/// policy (each client's partition in bytes, writable, no budget).
+fn blk_virt_config(parts: &[Placed]) -> Vec<u8> {
+    use bulkhead_virt_blk_pd::config::{HOPS, POLICY, VERSION};
+    let mut hops = bulkhead_config::SectionWriter::new();
+    hops.u32(0).u32(2).u64(0x6200_0000).u64(0x20_0000);
+    hops.u32(1).u32(0).u64(0x6280_0000);
+    hops.u32(2).u32(1).u64(0x6300_0000);
+    let mut policy = bulkhead_config::SectionWriter::new();
+    policy.u32(2).u32(0);
+    for (channel, p) in [1u32, 2].into_iter().zip(parts) {
+        let start = p.first * SECTOR as u64;
+        let size = p.sectors * SECTOR as u64;
+        policy.u32(channel).u32(0).u64(start).u64(size);
+        policy.u32(0).u32(0).u64(0);
+    }
+    bulkhead_config::ConfigBuilder::new("blk_virt")
+        .section(HOPS, VERSION, &hops.into_bytes())
+        .section(POLICY, VERSION, &policy.into_bytes())
+        .build()
+        .expect("config region")
+}
+
+fn parts_spec() -> [PartSpec; 2] {
+    ["client_a", "client_b"].map(|name| PartSpec {
+        name: name.into(),
+        sectors: PART_SECTORS,
+    })
+}
+
+#[test]
+fn storage_imx8mp_config_and_system_agree() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("storage-imx8mp-config");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let parts = gpt::build(&dir.join("sd.img"), DISK_SECTORS, &parts_spec()).expect("GPT image");
+    let bytes = blk_virt_config(&parts);
+    let region = bulkhead_config::ConfigRegion::parse(&bytes, "blk_virt").expect("parses");
+    let cfg = bulkhead_virt_blk_pd::config::VirtConfig::parse(&region).expect("blk_virt reads it");
+    assert_eq!((cfg.driver_channel, cfg.driver_hop), (0, 0x6200_0000));
+    let c = cfg.clients();
+    assert_eq!((c[0].channel, c[0].hop), (1, 0x6280_0000));
+    assert_eq!((c[1].channel, c[1].hop), (2, 0x6300_0000));
+    assert_eq!(c[1].policy.start, parts[1].first * 512);
+    let sys = std::fs::read_to_string(root().join("tests/sel4/systems/storage-imx8mp.system"))
+        .expect("storage-imx8mp.system");
+    for needle in [
+        "<map mr=\"blk_drv_req\" vaddr=\"0x6200_0000\"",
+        "<map mr=\"blk_a_req\" vaddr=\"0x6280_0000\"",
+        "<map mr=\"blk_b_req\" vaddr=\"0x6300_0000\"",
+        "<memory_region name=\"usdhc2_regs\" size=\"0x1_0000\" phys_addr=\"0x30b5_0000\" />",
+    ] {
+        assert!(sys.contains(needle), "storage-imx8mp.system lacks {needle}");
+    }
+    // The card is the image the test writes, on uSDHC2 (sd-bus 1).
+    let args = std::fs::read_to_string(root().join("tests/sel4/systems/storage-imx8mp.qemu-args"))
+        .expect("qemu args");
+    assert!(args.contains("if=sd,bus=1,") && args.contains("file=build/storage-imx8mp/sd.img"));
+}
+
+#[test]
+#[cfg_attr(
+    not(microkit_sdk),
+    ignore = "SKIPPED: MICROKIT_SDK not set — cannot pack or boot seL4 images (make test MICROKIT_SDK=/path/to/sdk)"
+)]
+fn usdhc_blk_driver_serves_two_clients_through_blk_virt_on_imx8mp() {
+    let _ = (first_foreign_sector, verdict_by_priority);
+    #[cfg(microkit_sdk)]
+    {
+        let img = root().join("build/storage-imx8mp/sd.img");
+        let out = "build/storage-imx8mp/virt";
+        std::fs::create_dir_all(root().join(out)).expect("mkdir");
+        let parts = gpt::build(&img, DISK_SECTORS, &parts_spec()).expect("GPT image");
+        // A marker in the partitions, so a sector left unwritten shows.
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&img)
+                .expect("open image");
+            for p in &parts {
+                let fill = vec![0x5a; (p.sectors * SECTOR as u64) as usize];
+                f.write_all_at(&fill, p.first * SECTOR as u64)
+                    .expect("fill partition");
+            }
+        }
+        let before = std::fs::read(&img).expect("read image");
+        std::fs::write(
+            root().join(out).join("blk_virt_config.bin"),
+            blk_virt_config(&parts),
+        )
+        .expect("write blk_virt config");
+        let client = |name: &str, b: bool| {
+            let mut v = vec![
+                format!("{name}: partition of {PART_SECTORS} sectors"),
+                format!("{name}: wrote, flushed and verified {PART_SECTORS} sectors"),
+                format!(
+                    "{name}: write-zeroes of sector {} read back as zeroes",
+                    PART_SECTORS - 1
+                ),
+            ];
+            if b {
+                v.push(format!("{name}: write past the partition: IOERR"));
+                v.push(format!("{name}: read past the partition: IOERR"));
+            }
+            v.push(format!("{name}: done"));
+            v
+        };
+        let pds = [
+            (
+                "usdhc_blk_driver",
+                vec![format!("usdhc_blk_driver: card rca")],
+            ),
+            (
+                "blk_virt",
+                vec![format!(
+                    "blk_virt: 2 partition(s) on a {DISK_SECTORS}-sector disk; serving 2 guest(s)"
+                )],
+            ),
+            ("blk_client_a", client("blk_client_a", false)),
+            ("blk_client_b", client("blk_client_b", true)),
+        ];
+        let done = |c: &str| verdict_by_priority(c, &pds);
+        let console = with_sdk::boot("tests/sel4/systems/storage-imx8mp.system", out, &|c| {
+            done(c).is_none_or(|v| v.contains("forbidden"))
+        });
+        if let Some(v) = done(&console) {
+            panic!("{v}; console:\n{console}");
+        }
+        assert!(
+            console.contains(&format!("{DISK_SECTORS} sectors")),
+            "the driver must see the whole card; console:\n{console}"
+        );
+        let after = std::fs::read(&img).expect("read image");
+        assert_eq!(after.len(), before.len());
+        for (p, name) in parts.iter().zip(["blk_client_a", "blk_client_b"]) {
+            assert_eq!(
+                first_foreign_sector(&after, p.first, p.sectors, name),
+                None,
+                "partition {} must hold exactly {name}'s pattern",
+                p.name
+            );
+        }
+        let inside = |sector: u64| {
+            parts
+                .iter()
+                .any(|p| sector >= p.first && sector < p.first + p.sectors)
+        };
+        let changed: Vec<u64> = (0..DISK_SECTORS)
+            .filter(|&s| !inside(s))
+            .filter(|&s| {
+                let r = (s as usize) * SECTOR..(s as usize + 1) * SECTOR;
+                before[r.clone()] != after[r]
+            })
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "sectors outside the partitions changed: {changed:?}"
+        );
     }
 }
