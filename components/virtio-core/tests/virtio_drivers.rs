@@ -1,7 +1,7 @@
 //! A driver nobody here wrote against our device side: the `virtio-drivers`
 //! crate's `VirtIOConsole` runs over a `Transport` that forwards every
-//! register access to our [`MmioTransport`] (as the VMM does for a trapped
-//! access), with its rings and DMA buffers in a test guest RAM that our
+//! register access to our `MmioTransport` (as the VMM does for a trapped
+//! access; `bulkhead-virtio-testkit`'s `TrapTransport` over its `Vmm`), with its rings and DMA buffers in a test guest RAM that our
 //! device side reaches only through [`GuestMemory`].
 //!
 //! Small device models sit behind it: a console (virtio-console, §5.3: rx
@@ -10,102 +10,18 @@
 //! requests arrive as indirect tables.
 #![allow(clippy::unwrap_used, clippy::panic, unsafe_code)]
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::ptr::NonNull;
-use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use bulkhead_virtio::spec::{feature, reg};
-use bulkhead_virtio::{
-    DescriptorChain, GuestMemory, MemError, MmioTransport, QueueContext, QueueError, VirtioDevice,
-    WriteEffect,
-};
+use bulkhead_virtio::spec::feature;
+use bulkhead_virtio::{DescriptorChain, GuestMemory, QueueContext, QueueError, VirtioDevice};
+use bulkhead_virtio_testkit::{alloc, install, ram, Forward, Ram, TrapTransport, Vmm};
 use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::device::console::{Size, VirtIOConsole};
-use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
-use zerocopy::{FromBytes, Immutable, IntoBytes};
-
-const RAM_BASE: u64 = 0x4000_0000;
-const RAM_SIZE: usize = 4 << 20;
-
-// ---------------------------------------------------------------- guest RAM
-
-/// Guest RAM: one page-aligned host allocation. The guest-side driver writes
-/// it through raw pointers handed out by [`TestHal`]; the device side copies
-/// through [`GuestMemory`]. No Rust reference to it ever exists, so the two
-/// raw-pointer views never alias a reference.
-#[derive(Clone, Copy)]
-struct Ram {
-    ptr: NonNull<u8>,
-}
-
-impl Ram {
-    fn new() -> Self {
-        let layout = std::alloc::Layout::from_size_align(RAM_SIZE, PAGE_SIZE).unwrap();
-        // SAFETY: the layout has a non-zero size.
-        let p = unsafe { std::alloc::alloc_zeroed(layout) };
-        Self {
-            ptr: NonNull::new(p).unwrap(),
-        }
-    }
-
-    fn offset(gpa: u64, len: usize) -> Result<usize, MemError> {
-        let off = usize::try_from(gpa.checked_sub(RAM_BASE).ok_or(MemError::OutOfRange)?)
-            .map_err(|_| MemError::OutOfRange)?;
-        match off.checked_add(len) {
-            Some(end) if end <= RAM_SIZE => Ok(off),
-            _ => Err(MemError::OutOfRange),
-        }
-    }
-}
-
-impl GuestMemory for Ram {
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
-        let off = Self::offset(gpa, buf.len())?;
-        // SAFETY: `off + buf.len() <= RAM_SIZE` was checked; the allocation
-        // lives for the whole test (it is leaked); `buf` is a separate
-        // host buffer, so the ranges do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), buf.as_mut_ptr(), buf.len())
-        };
-        Ok(())
-    }
-
-    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
-        let off = Self::offset(gpa, data.len())?;
-        // SAFETY: as in `read`, with the copy going the other way.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(off), data.len())
-        };
-        Ok(())
-    }
-
-    fn check_range(&self, gpa: u64, len: u64) -> Result<(), MemError> {
-        Self::offset(gpa, usize::try_from(len).map_err(|_| MemError::OutOfRange)?).map(|_| ())
-    }
-}
-
-thread_local! {
-    /// This thread's guest RAM and bump allocator (the Hal is static).
-    static GUEST: RefCell<Option<(Ram, usize)>> = const { RefCell::new(None) };
-}
-
-fn alloc(len: usize) -> (PhysAddr, NonNull<u8>) {
-    GUEST.with(|g| {
-        let mut g = g.borrow_mut();
-        let (ram, next) = g.as_mut().unwrap();
-        let off = *next;
-        *next = (off + len).next_multiple_of(PAGE_SIZE);
-        assert!(*next <= RAM_SIZE, "test guest RAM exhausted");
-        // SAFETY: `off < RAM_SIZE`, inside the allocation.
-        let p = unsafe { ram.ptr.add(off) };
-        (RAM_BASE + off as u64, p)
-    })
-}
 
 /// The guest's HAL: DMA memory and shared (bounce) buffers come from guest
 /// RAM, as in a guest whose only memory the VMM can see is its RAM region.
@@ -116,7 +32,7 @@ struct TestHal;
 // range and `unshare` copies back, so the device only sees guest RAM.
 unsafe impl Hal for TestHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        alloc(pages * PAGE_SIZE)
+        alloc(pages * PAGE_SIZE, PAGE_SIZE)
     }
 
     unsafe fn dma_dealloc(_paddr: PhysAddr, _vaddr: NonNull<u8>, _pages: usize) -> i32 {
@@ -129,7 +45,7 @@ unsafe impl Hal for TestHal {
 
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
         let len = buffer.len();
-        let (gpa, p) = alloc(len.max(1));
+        let (gpa, p) = alloc(len.max(1), PAGE_SIZE);
         if direction != BufferDirection::DeviceToDriver {
             // SAFETY: the caller guarantees `buffer` is valid for `len`
             // bytes; `p` has room for `len` bytes of guest RAM.
@@ -141,18 +57,15 @@ unsafe impl Hal for TestHal {
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
         if direction != BufferDirection::DriverToDevice {
             let off = Ram::offset(paddr, buffer.len()).unwrap();
-            GUEST.with(|g| {
-                let ram = g.borrow().as_ref().unwrap().0;
-                // SAFETY: `off + len` is inside guest RAM (checked); the
-                // caller guarantees `buffer` is valid for writes.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        ram.ptr.as_ptr().add(off),
-                        buffer.as_ptr().cast::<u8>(),
-                        buffer.len(),
-                    )
-                };
-            });
+            // SAFETY: `off + len` is inside guest RAM (checked); the
+            // caller guarantees `buffer` is valid for writes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    ram().ptr().as_ptr().add(off),
+                    buffer.as_ptr().cast::<u8>(),
+                    buffer.len(),
+                )
+            };
         }
     }
 }
@@ -234,169 +147,14 @@ impl VirtioDevice for Console {
     }
 }
 
-// ------------------------------------------------------ forwarding transport
-
-/// What the VMM would hold: the device's register state machine and the
-/// guest's RAM.
-struct Vmm<D> {
-    dev: MmioTransport<D>,
-    ram: Ram,
-    irqs: u32,
-}
-
-impl<D: VirtioDevice> Vmm<D> {
-    fn read(&mut self, off: u64) -> u32 {
-        u32::try_from(self.dev.read(off, 4).unwrap()).unwrap()
-    }
-
-    /// A trapped write: on QueueNotify, run the queue (the VMM's job).
-    fn write(&mut self, off: u64, v: u32) {
-        if let WriteEffect::QueueNotify(q) = self.dev.write(off, 4, u64::from(v)).unwrap() {
-            self.kick(q);
-        }
-    }
-
-    fn kick(&mut self, q: u16) {
-        if self.dev.process_queue(q, &mut self.ram) {
-            self.irqs += 1;
-        }
-    }
-}
-
-/// `virtio-drivers`' `Transport`, each call turned into the register
-/// accesses its own `MmioTransport` would make.
-struct Forward<D>(Rc<RefCell<Vmm<D>>>);
-
-impl<D: VirtioDevice> Forward<D> {
-    fn r(&self, off: u64) -> u32 {
-        self.0.borrow_mut().read(off)
-    }
-    fn w(&mut self, off: u64, v: u32) {
-        self.0.borrow_mut().write(off, v);
-    }
-    fn w64(&mut self, lo: u64, v: u64) {
-        self.w(lo, u32::try_from(v & 0xffff_ffff).unwrap());
-        self.w(lo + 4, u32::try_from(v >> 32).unwrap());
-    }
-}
-
-impl<D: VirtioDevice> Transport for Forward<D> {
-    fn device_type(&self) -> DeviceType {
-        DeviceType::try_from(self.r(reg::DEVICE_ID)).unwrap()
-    }
-    fn read_device_features(&mut self) -> u64 {
-        self.w(reg::DEVICE_FEATURES_SEL, 0);
-        let lo = self.r(reg::DEVICE_FEATURES);
-        self.w(reg::DEVICE_FEATURES_SEL, 1);
-        u64::from(lo) | u64::from(self.r(reg::DEVICE_FEATURES)) << 32
-    }
-    fn write_driver_features(&mut self, f: u64) {
-        self.w(reg::DRIVER_FEATURES_SEL, 0);
-        self.w(
-            reg::DRIVER_FEATURES,
-            u32::try_from(f & 0xffff_ffff).unwrap(),
-        );
-        self.w(reg::DRIVER_FEATURES_SEL, 1);
-        self.w(reg::DRIVER_FEATURES, u32::try_from(f >> 32).unwrap());
-    }
-    fn max_queue_size(&mut self, queue: u16) -> u32 {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.r(reg::QUEUE_NUM_MAX)
-    }
-    fn notify(&mut self, queue: u16) {
-        self.w(reg::QUEUE_NOTIFY, queue.into());
-    }
-    fn get_status(&self) -> DeviceStatus {
-        DeviceStatus::from_bits_truncate(self.r(reg::STATUS))
-    }
-    fn set_status(&mut self, status: DeviceStatus) {
-        self.w(reg::STATUS, status.bits());
-    }
-    fn set_guest_page_size(&mut self, _size: u32) {
-        // virtio-mmio v2 has no GuestPageSize register.
-    }
-    fn requires_legacy_layout(&self) -> bool {
-        false
-    }
-    fn queue_set(
-        &mut self,
-        queue: u16,
-        size: u32,
-        desc: PhysAddr,
-        driver: PhysAddr,
-        device: PhysAddr,
-    ) {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.w(reg::QUEUE_NUM, size);
-        self.w64(reg::QUEUE_DESC_LOW, desc);
-        self.w64(reg::QUEUE_DRIVER_LOW, driver);
-        self.w64(reg::QUEUE_DEVICE_LOW, device);
-        self.w(reg::QUEUE_READY, 1);
-    }
-    fn queue_unset(&mut self, queue: u16) {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.w(reg::QUEUE_READY, 0);
-    }
-    fn queue_used(&mut self, queue: u16) -> bool {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.r(reg::QUEUE_READY) != 0
-    }
-    fn ack_interrupt(&mut self) -> InterruptStatus {
-        let s = self.r(reg::INTERRUPT_STATUS);
-        self.w(reg::INTERRUPT_ACK, s);
-        InterruptStatus::from_bits_retain(s)
-    }
-    fn read_config_generation(&self) -> u32 {
-        self.r(reg::CONFIG_GENERATION)
-    }
-    fn read_config_space<T: FromBytes + IntoBytes>(
-        &self,
-        offset: usize,
-    ) -> virtio_drivers::Result<T> {
-        let size = size_of::<T>();
-        let mut bytes = [0u8; 8];
-        let base = reg::CONFIG + offset as u64;
-        let mut vmm = self.0.borrow_mut();
-        if matches!(size, 1 | 2 | 4 | 8) && offset % size == 0 {
-            let v = vmm.dev.read(base, u8::try_from(size).unwrap()).unwrap();
-            bytes = v.to_le_bytes();
-        } else {
-            for (i, b) in bytes.iter_mut().enumerate().take(size) {
-                *b = u8::try_from(vmm.dev.read(base + i as u64, 1).unwrap()).unwrap();
-            }
-        }
-        Ok(T::read_from_bytes(&bytes[..size]).unwrap())
-    }
-    fn write_config_space<T: IntoBytes + Immutable>(
-        &mut self,
-        offset: usize,
-        value: T,
-    ) -> virtio_drivers::Result<()> {
-        let b = value.as_bytes();
-        let mut v = [0u8; 8];
-        v[..b.len()].copy_from_slice(b);
-        let width = u8::try_from(b.len()).unwrap();
-        self.0
-            .borrow_mut()
-            .dev
-            .write(reg::CONFIG + offset as u64, width, u64::from_le_bytes(v))
-            .unwrap();
-        Ok(())
-    }
-}
-
 // ------------------------------------------------------------------- test
 
 fn console_round_trip() {
     let ram = Ram::new();
-    GUEST.with(|g| *g.borrow_mut() = Some((ram, 0)));
-    let vmm = Rc::new(RefCell::new(Vmm {
-        dev: MmioTransport::new(Console::default()).unwrap(),
-        ram,
-        irqs: 0,
-    }));
+    install(ram);
+    let vmm = Vmm::shared(Console::default(), ram);
     let mut console =
-        VirtIOConsole::<TestHal, Forward<Console>>::new(Forward(vmm.clone())).unwrap();
+        VirtIOConsole::<TestHal, Forward<Console>>::new(TrapTransport(vmm.clone())).unwrap();
 
     // Negotiation went through our FEATURES_OK checks.
     let negotiated = vmm.borrow().dev.device().features.unwrap();
@@ -587,18 +345,14 @@ impl VirtioDevice for RamDisk {
 
 fn blk_round_trip() {
     let ram = Ram::new();
-    GUEST.with(|g| *g.borrow_mut() = Some((ram, 0)));
+    install(ram);
     let disk = RamDisk {
         disk: vec![0; 512 * 16],
         features: None,
         requests: 0,
     };
-    let vmm = Rc::new(RefCell::new(Vmm {
-        dev: MmioTransport::new(disk).unwrap(),
-        ram,
-        irqs: 0,
-    }));
-    let mut blk = VirtIOBlk::<TestHal, Forward<RamDisk>>::new(Forward(vmm.clone())).unwrap();
+    let vmm = Vmm::shared(disk, ram);
+    let mut blk = VirtIOBlk::<TestHal, Forward<RamDisk>>::new(TrapTransport(vmm.clone())).unwrap();
     let negotiated = vmm.borrow().dev.device().features.unwrap();
     assert_eq!(
         negotiated,
