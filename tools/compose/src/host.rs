@@ -38,10 +38,13 @@ pub const BLK_TICK_IRQ: u64 = 1000;
 pub const BLK_TICK_ID: u64 = 61;
 
 /// The period of `blk_virt`'s budget tick, if any guest has a storage
-/// budget: the shortest budget period. Budgets refill from the clock at
-/// every event; the tick is the event that lets a throttled guest's queued
-/// requests go out within one period of its refill when nothing else
-/// happens.
+/// budget: a quarter of the shortest budget period (at least 500 µs).
+/// Budgets refill from the clock at every event; the tick is the event that
+/// lets a throttled guest's queued requests go out within a quarter period
+/// of its refill when nothing else happens. Not a whole period: a bucket
+/// keeps no more than one period's worth, so a tick in phase with the
+/// refills that jitters across a boundary would skip a refill (measured:
+/// under half the budget used with a tick of one period).
 pub fn blk_tick_period_us(r: &Resolved) -> Option<u32> {
     if !r.classes.contains(&Class::Blk) {
         return None;
@@ -52,6 +55,7 @@ pub fn blk_tick_period_us(r: &Resolved) -> Option<u32> {
         .filter(|s| s.period_us != 0 && (s.ops != 0 || s.bytes != 0))
         .map(|s| s.period_us)
         .min()
+        .map(|p| (p / 4).max(500))
 }
 
 /// The binding file text for `r` (composed for the host board).
