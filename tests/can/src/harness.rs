@@ -5,7 +5,9 @@
 //! Guest RAM is one page-aligned host allocation shared by all guests of a
 //! test (isolation between guests' memory is the VMM's business, not what
 //! these tests check); the driver side writes it through raw pointers from
-//! [`TestHal`], the device side copies through [`GuestMemory`].
+//! [`TestHal`], the device side copies through `GuestMemory`
+//! (`bulkhead-virtio-testkit`: the RAM, the [`Vmm`] and the forwarding
+//! transport).
 #![allow(unsafe_code, clippy::unwrap_used, clippy::panic)]
 
 use std::cell::{Cell, RefCell};
@@ -17,19 +19,13 @@ use bulkhead_can_protocol::WireFrame;
 use bulkhead_config::{ConfigBuilder, ConfigRegion};
 use bulkhead_ring::Pod;
 use bulkhead_virt_can::{Admission, Arbitration, CanVirtConfig, Policy, Virtualiser};
-use bulkhead_virtio::spec::reg;
-use bulkhead_virtio::{GuestMemory, MemError, MmioTransport, WriteEffect};
 use bulkhead_virtio_can_driver::{TxDone, VirtioCanDriver, Wanted};
+use bulkhead_virtio_testkit::{alloc, install, ram, Ram, TrapTransport};
 use bulkhead_vmm_devices::can::{CanBackend, TxAdmit, VirtioCan, RX_QUEUE, TX_QUEUE};
 use drv_host_can_bus::CanBus;
-use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
-use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::adapter::BusController;
-
-const RAM_BASE: u64 = 0x4000_0000;
-const RAM_SIZE: usize = 4 << 20;
 
 /// Guests per virtualiser in these tests.
 pub const GUESTS: usize = 4;
@@ -42,74 +38,6 @@ pub const DRIVER_BUFS: usize = 16;
 /// The guest driver type.
 pub type Driver = VirtioCanDriver<TestHal, Forward, DRIVER_BUFS>;
 
-/// Guest RAM (leaked for the test's life; no Rust reference to it exists).
-#[derive(Clone, Copy)]
-pub struct Ram {
-    ptr: NonNull<u8>,
-}
-
-impl Ram {
-    fn new() -> Self {
-        let layout = std::alloc::Layout::from_size_align(RAM_SIZE, PAGE_SIZE).unwrap();
-        // SAFETY: non-zero size.
-        let p = unsafe { std::alloc::alloc_zeroed(layout) };
-        Self {
-            ptr: NonNull::new(p).unwrap(),
-        }
-    }
-
-    fn offset(gpa: u64, len: usize) -> Result<usize, MemError> {
-        let off = usize::try_from(gpa.checked_sub(RAM_BASE).ok_or(MemError::OutOfRange)?)
-            .map_err(|_| MemError::OutOfRange)?;
-        match off.checked_add(len) {
-            Some(end) if end <= RAM_SIZE => Ok(off),
-            _ => Err(MemError::OutOfRange),
-        }
-    }
-}
-
-impl GuestMemory for Ram {
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
-        let off = Self::offset(gpa, buf.len())?;
-        // SAFETY: in bounds (checked); the allocation is never freed; `buf`
-        // is a separate host buffer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), buf.as_mut_ptr(), buf.len())
-        };
-        Ok(())
-    }
-
-    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
-        let off = Self::offset(gpa, data.len())?;
-        // SAFETY: as in `read`, the other way.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(off), data.len())
-        };
-        Ok(())
-    }
-
-    fn check_range(&self, gpa: u64, len: u64) -> Result<(), MemError> {
-        Self::offset(gpa, usize::try_from(len).map_err(|_| MemError::OutOfRange)?).map(|_| ())
-    }
-}
-
-thread_local! {
-    static GUEST: RefCell<Option<(Ram, usize)>> = const { RefCell::new(None) };
-}
-
-fn alloc(len: usize) -> (PhysAddr, NonNull<u8>) {
-    GUEST.with(|g| {
-        let mut g = g.borrow_mut();
-        let (ram, next) = g.as_mut().unwrap();
-        let off = *next;
-        *next = (off + len).next_multiple_of(64);
-        assert!(*next <= RAM_SIZE, "test guest RAM exhausted");
-        // SAFETY: `off < RAM_SIZE`.
-        let p = unsafe { ram.ptr.add(off) };
-        (RAM_BASE + off as u64, p)
-    })
-}
-
 /// The test guests' HAL: DMA pages and bounce buffers from guest RAM.
 pub struct TestHal;
 
@@ -119,12 +47,7 @@ pub struct TestHal;
 // sees guest RAM.
 unsafe impl Hal for TestHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        GUEST.with(|g| {
-            let mut g = g.borrow_mut();
-            let next = &mut g.as_mut().unwrap().1;
-            *next = next.next_multiple_of(PAGE_SIZE);
-        });
-        alloc(pages * PAGE_SIZE)
+        alloc(pages * PAGE_SIZE, PAGE_SIZE)
     }
 
     unsafe fn dma_dealloc(_paddr: PhysAddr, _vaddr: NonNull<u8>, _pages: usize) -> i32 {
@@ -139,14 +62,9 @@ unsafe impl Hal for TestHal {
         // The driver's buffers are all in its DMA page, i.e. in guest RAM:
         // hand the device their guest-physical address, no bounce copy (a
         // bump-allocated bounce buffer per frame would exhaust the RAM).
-        GUEST.with(|g| {
-            let ram = g.borrow().as_ref().unwrap().0;
-            let off = (buffer.as_ptr().cast::<u8>() as usize)
-                .checked_sub(ram.ptr.as_ptr() as usize)
-                .filter(|&o| o + buffer.len() <= RAM_SIZE)
-                .expect("virtio-can driver buffers live in guest RAM");
-            RAM_BASE + off as u64
-        })
+        ram()
+            .gpa_of(buffer)
+            .expect("virtio-can driver buffers live in guest RAM")
     }
 
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {
@@ -212,129 +130,10 @@ impl CanBackend for GuestBackend {
 pub type Device = VirtioCan<GuestBackend>;
 
 /// What the VMM holds for one guest: the register state machine and RAM.
-pub struct Vmm {
-    /// The virtio-mmio transport around the device.
-    pub dev: MmioTransport<Device>,
-    ram: Ram,
-    /// Config-change notifications raised.
-    pub config_irqs: u32,
-}
-
-impl Vmm {
-    fn kick(&mut self, q: u16) {
-        self.dev.process_queue(q, &mut self.ram);
-    }
-}
-
+pub type Vmm = bulkhead_virtio_testkit::Vmm<Device>;
 /// `virtio-drivers`' `Transport`, each call turned into register accesses
 /// trapped into [`Vmm`].
-pub struct Forward(pub Rc<RefCell<Vmm>>);
-
-impl Forward {
-    fn r(&self, off: u64) -> u32 {
-        u32::try_from(self.0.borrow_mut().dev.read(off, 4).unwrap()).unwrap()
-    }
-    fn w(&mut self, off: u64, v: u32) {
-        let effect = self.0.borrow_mut().dev.write(off, 4, u64::from(v)).unwrap();
-        if let WriteEffect::QueueNotify(q) = effect {
-            self.0.borrow_mut().kick(q);
-        }
-    }
-    fn w64(&mut self, lo: u64, v: u64) {
-        self.w(lo, u32::try_from(v & 0xffff_ffff).unwrap());
-        self.w(lo + 4, u32::try_from(v >> 32).unwrap());
-    }
-}
-
-impl Transport for Forward {
-    fn device_type(&self) -> DeviceType {
-        // virtio-drivers has no CAN (36); the driver does not ask.
-        DeviceType::try_from(self.r(reg::DEVICE_ID)).unwrap_or(DeviceType::Socket)
-    }
-    fn read_device_features(&mut self) -> u64 {
-        self.w(reg::DEVICE_FEATURES_SEL, 0);
-        let lo = self.r(reg::DEVICE_FEATURES);
-        self.w(reg::DEVICE_FEATURES_SEL, 1);
-        u64::from(lo) | u64::from(self.r(reg::DEVICE_FEATURES)) << 32
-    }
-    fn write_driver_features(&mut self, f: u64) {
-        self.w(reg::DRIVER_FEATURES_SEL, 0);
-        self.w(
-            reg::DRIVER_FEATURES,
-            u32::try_from(f & 0xffff_ffff).unwrap(),
-        );
-        self.w(reg::DRIVER_FEATURES_SEL, 1);
-        self.w(reg::DRIVER_FEATURES, u32::try_from(f >> 32).unwrap());
-    }
-    fn max_queue_size(&mut self, queue: u16) -> u32 {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.r(reg::QUEUE_NUM_MAX)
-    }
-    fn notify(&mut self, queue: u16) {
-        self.w(reg::QUEUE_NOTIFY, queue.into());
-    }
-    fn get_status(&self) -> DeviceStatus {
-        DeviceStatus::from_bits_truncate(self.r(reg::STATUS))
-    }
-    fn set_status(&mut self, status: DeviceStatus) {
-        self.w(reg::STATUS, status.bits());
-    }
-    fn set_guest_page_size(&mut self, _size: u32) {}
-    fn requires_legacy_layout(&self) -> bool {
-        false
-    }
-    fn queue_set(
-        &mut self,
-        queue: u16,
-        size: u32,
-        desc: PhysAddr,
-        driver: PhysAddr,
-        device: PhysAddr,
-    ) {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.w(reg::QUEUE_NUM, size);
-        self.w64(reg::QUEUE_DESC_LOW, desc);
-        self.w64(reg::QUEUE_DRIVER_LOW, driver);
-        self.w64(reg::QUEUE_DEVICE_LOW, device);
-        self.w(reg::QUEUE_READY, 1);
-    }
-    fn queue_unset(&mut self, queue: u16) {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.w(reg::QUEUE_READY, 0);
-    }
-    fn queue_used(&mut self, queue: u16) -> bool {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.r(reg::QUEUE_READY) != 0
-    }
-    fn ack_interrupt(&mut self) -> InterruptStatus {
-        let s = self.r(reg::INTERRUPT_STATUS);
-        self.w(reg::INTERRUPT_ACK, s);
-        InterruptStatus::from_bits_retain(s)
-    }
-    fn read_config_generation(&self) -> u32 {
-        self.r(reg::CONFIG_GENERATION)
-    }
-    fn read_config_space<T: FromBytes + IntoBytes>(
-        &self,
-        offset: usize,
-    ) -> virtio_drivers::Result<T> {
-        let size = size_of::<T>();
-        let mut bytes = [0u8; 8];
-        let base = reg::CONFIG + offset as u64;
-        let mut vmm = self.0.borrow_mut();
-        for (i, b) in bytes.iter_mut().enumerate().take(size) {
-            *b = u8::try_from(vmm.dev.read(base + i as u64, 1).unwrap()).unwrap();
-        }
-        Ok(T::read_from_bytes(&bytes[..size]).unwrap())
-    }
-    fn write_config_space<T: IntoBytes + Immutable>(
-        &mut self,
-        _offset: usize,
-        _value: T,
-    ) -> virtio_drivers::Result<()> {
-        Ok(())
-    }
-}
+pub type Forward = bulkhead_virtio_testkit::Forward<Device>;
 
 /// A periodic frame a test guest sends.
 #[derive(Clone, Copy, Debug)]
@@ -443,8 +242,8 @@ impl System {
         slots: usize,
         wanted: Wanted,
     ) -> Self {
-        GUEST.with(|g| *g.borrow_mut() = Some((Ram::new(), 0)));
-        let ram = GUEST.with(|g| g.borrow().as_ref().unwrap().0);
+        let ram = Ram::new();
+        install(ram);
         let fd = bus.config().fd;
         let ctrl = BusController::new(bus, "gateway", slots);
         // The policies reach the virtualiser as its PD would get them: as a
@@ -466,12 +265,8 @@ impl System {
                 guest: g,
                 clock: clock.clone(),
             };
-            let vmm = Rc::new(RefCell::new(Vmm {
-                dev: MmioTransport::new(VirtioCan::new(backend, fd)).unwrap(),
-                ram,
-                config_irqs: 0,
-            }));
-            let mut driver = Driver::new(Forward(vmm.clone()), wanted).unwrap();
+            let vmm = Vmm::shared(VirtioCan::new(backend, fd), ram);
+            let mut driver = Driver::new(TrapTransport(vmm.clone()), wanted).unwrap();
             driver.start().unwrap();
             guests.push(Guest {
                 driver,
