@@ -2,8 +2,17 @@
 //! the `cluster` VM (128 MiB) and the `infotainment` VM (512 MiB), one VMM
 //! PD each (`vmm/sel4`), both on QEMU `virt`, must reach their BusyBox
 //! shell on hvc0 through virtio-console → serial_virt → serial_driver.
-//! The test prints how long each guest took from the first loader line
-//! (QEMU has started running the image) to its shell.
+//! Each guest also has a virtio-blk disk: its own partition of one GPT
+//! image (QEMU's virtio-blk-device under `virtio_blk_driver` and
+//! `blk_virt`; the cluster's partition read-only). Each guest must see
+//! exactly one disk, of its partition's size; the infotainment guest boots
+//! twice (`bh.boots=2`: writes a file, `reboot -f` through PSCI
+//! `SYSTEM_RESET`, reads it back). Afterwards, on the host, the cluster
+//! partition and everything outside the infotainment partition must be
+//! unchanged, and the infotainment partition must hold the second boot's
+//! token. The test prints how long each guest took from the first loader
+//! line (QEMU has started running the image) to its first `READY` line and
+//! to its shell (for infotainment: after its reboot).
 //!
 //! Each guest's composed device tree (`system/automotive/qemu_virt_aarch64/
 //! <vm>.dtb`) gets `/chosen` entries naming the initrd the VMM places at
@@ -21,6 +30,16 @@ const GUESTS: [(&str, u64); 2] = [("cluster", 0x800_0000), ("infotainment", 0x20
 
 /// Guest-physical RAM base of every VM.
 const RAM_BASE: u64 = 0x4000_0000;
+
+/// Sectors of each guest's partition (8 MiB) and of the whole disk.
+const PART_SECTORS: u64 = 16 * 1024;
+#[cfg_attr(not(microkit_sdk), allow(dead_code))]
+const DISK_SECTORS: u64 = 4 * PART_SECTORS;
+
+/// The kernel command-line addition that makes the infotainment guest
+/// write, reboot and read back (guest/README.md, `bh-auto`).
+#[cfg_attr(not(microkit_sdk), allow(dead_code))]
+const INFOTAINMENT_ARGS: &str = " bh.boots=2";
 
 #[cfg_attr(not(microkit_sdk), allow(dead_code))]
 const BOOT_TIMEOUT: Duration = Duration::from_secs(420);
@@ -78,6 +97,51 @@ fn shell_chain(vm: &str) -> Vec<String> {
     .collect()
 }
 
+/// The whole story of `vm` (tagged lines, in order): to the shell, and for
+/// infotainment the write, the reboot and the read-back first.
+fn story(vm: &str) -> Vec<String> {
+    let disk = format!("BH-INFO block vda sectors={PART_SECTORS}");
+    let mut want: Vec<&str> = vec!["BH-INFO kernel=", &disk, "BULKHEAD-GUEST-READY"];
+    if vm == "infotainment" {
+        want.extend([
+            "BH-BLK read NONE",
+            "BH-AUTO boot 1 of 2",
+            "BH-BLK write OK boot-1",
+            "BH-AUTO reboot",
+            "BH-INFO kernel=",
+            &disk,
+            "BULKHEAD-GUEST-READY",
+            "BH-BLK read OK boot-1",
+            "BH-AUTO boot 2 of 2",
+            "BH-BLK write OK boot-2",
+            "BH-AUTO done",
+        ]);
+    }
+    let shell = shell_chain(vm);
+    want.iter()
+        .map(|f| format!("{vm}| {f}"))
+        .chain(shell[shell.len() - 2..].iter().cloned())
+        .collect()
+}
+
+/// Block devices `vm` reported (`BH-INFO block ...` lines) per boot, one
+/// entry per `BH-INFO kernel=` line.
+fn disks_per_boot(console: &str, vm: &str) -> Vec<Vec<String>> {
+    let (kernel, block) = (
+        format!("{vm}| BH-INFO kernel="),
+        format!("{vm}| BH-INFO block "),
+    );
+    let mut boots: Vec<Vec<String>> = Vec::new();
+    for l in console.lines() {
+        if l.contains(&kernel) {
+            boots.push(Vec::new());
+        } else if let (Some(i), Some(b)) = (l.find(&block), boots.last_mut()) {
+            b.push(l[i + block.len()..].trim().to_string());
+        }
+    }
+    boots
+}
+
 /// Fragments no line may contain: a PD fault, a kernel complaint, a guest
 /// panic or a VMM giving up.
 const FORBIDDEN: &[&str] = &[
@@ -99,11 +163,140 @@ fn verdict(console: &str) -> Option<String> {
         return Some(format!("forbidden {f:?} in line {l:?}"));
     }
     for (vm, _) in GUESTS {
-        if let Err(w) = chain_end(console, &shell_chain(vm)) {
+        if let Err(w) = chain_end(console, &story(vm)) {
             return Some(format!("{vm}: missing (in order): {w:?}"));
+        }
+        let want = vec![format!("vda sectors={PART_SECTORS}")];
+        if let Some(b) = disks_per_boot(console, vm).iter().find(|b| **b != want) {
+            return Some(format!(
+                "{vm}: a boot saw disks {b:?}, not exactly {want:?}"
+            ));
         }
     }
     None
+}
+
+/// The first byte offset where `after` differs from `before` outside
+/// `[lo, hi)` (the one range allowed to change), if any.
+#[cfg_attr(not(microkit_sdk), allow(dead_code))]
+fn changed_outside(before: &[u8], after: &[u8], lo: usize, hi: usize) -> Option<usize> {
+    if before.len() != after.len() {
+        return Some(before.len().min(after.len()));
+    }
+    (0..before.len()).find(|&i| (i < lo || i >= hi) && before[i] != after[i])
+}
+
+#[test]
+fn only_the_allowed_range_may_change() {
+    let a = [0u8; 16];
+    let mut b = a;
+    b[4] = 1;
+    assert_eq!(changed_outside(&a, &b, 4, 8), None);
+    assert_eq!(changed_outside(&a, &b, 5, 8), Some(4));
+    assert_eq!(changed_outside(&a, &b[..8], 0, 16), Some(8));
+}
+
+/// The MAPS section that lets VMM `vm` find its blk hop by name
+/// (`blk_<vm>_*` at the vaddrs of linux2.system).
+fn vmm_config(vm: &str) -> Vec<u8> {
+    use bulkhead_runtime::maps::{encode_entry, ENTRY_BYTES, MAPS_SECTION, MAPS_VERSION};
+    let parts = [
+        ("req", 0x7000_0000u64, 0x1000u64, "rw"),
+        ("resp", 0x7000_1000, 0x1000, "rw"),
+        ("out", 0x7020_0000, 0x20_0000, "rw"),
+        ("in", 0x7040_0000, 0x20_0000, "r"),
+    ];
+    let mut maps = Vec::new();
+    maps.extend_from_slice(&u32::try_from(parts.len()).expect("four maps").to_le_bytes());
+    maps.extend_from_slice(&0u32.to_le_bytes());
+    for (part, vaddr, size, perms) in parts {
+        let mut e = [0u8; ENTRY_BYTES];
+        assert!(encode_entry(
+            &mut e,
+            &format!("blk_{vm}_{part}"),
+            vaddr,
+            size,
+            perms,
+            true
+        ));
+        maps.extend_from_slice(&e);
+    }
+    bulkhead_config::ConfigBuilder::new(&format!("{vm}_vmm"))
+        .section(MAPS_SECTION, MAPS_VERSION, &maps)
+        .build()
+        .expect("config region")
+}
+
+/// blk_virt's configuration: driver on channel 0 (hop at 0x6200_0000, 2 MiB
+/// data regions), cluster on channel 1 (hop 0x6280_0000, read-only),
+/// infotainment on channel 2 (hop 0x6300_0000); each its partition, no
+/// budget.
+fn blk_virt_config(parts: &[drv_host_blk_file::gpt::Placed]) -> Vec<u8> {
+    use bulkhead_virt_blk_pd::config::{HOPS, POLICY, VERSION};
+    let mut hops = bulkhead_config::SectionWriter::new();
+    hops.u32(0).u32(2).u64(0x6200_0000).u64(0x20_0000);
+    hops.u32(1).u32(0).u64(0x6280_0000);
+    hops.u32(2).u32(1).u64(0x6300_0000);
+    let mut policy = bulkhead_config::SectionWriter::new();
+    policy.u32(2).u32(0);
+    for ((channel, flags), p) in [(1u32, 1u32), (2, 0)].into_iter().zip(parts) {
+        policy
+            .u32(channel)
+            .u32(flags)
+            .u64(p.first * 512)
+            .u64(p.sectors * 512);
+        policy.u32(0).u32(0).u64(0);
+    }
+    bulkhead_config::ConfigBuilder::new("blk_virt")
+        .section(HOPS, VERSION, &hops.into_bytes())
+        .section(POLICY, VERSION, &policy.into_bytes())
+        .build()
+        .expect("config region")
+}
+
+/// The partitions, cluster's first.
+fn partitions() -> Vec<drv_host_blk_file::gpt::PartSpec> {
+    GUESTS
+        .iter()
+        .map(|(vm, _)| drv_host_blk_file::gpt::PartSpec {
+            name: (*vm).into(),
+            sectors: PART_SECTORS,
+        })
+        .collect()
+}
+
+#[test]
+fn the_configurations_are_what_the_pds_read() {
+    for (vm, _) in GUESTS {
+        let bytes = vmm_config(vm);
+        let name = format!("{vm}_vmm");
+        let region = bulkhead_config::ConfigRegion::parse(&bytes, &name).expect("parses");
+        let maps = bulkhead_runtime::maps::MapTable::from_config(&region).expect("maps");
+        let req = maps.by_name(&format!("blk_{vm}_req")).expect("req");
+        assert_eq!(req.vaddr, 0x7000_0000);
+        assert!(bytes.len() <= 0x1000);
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("linux2-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let parts =
+        drv_host_blk_file::gpt::build(&dir.join("disk.img"), DISK_SECTORS, &partitions()).unwrap();
+    let bytes = blk_virt_config(&parts);
+    let region = bulkhead_config::ConfigRegion::parse(&bytes, "blk_virt").expect("parses");
+    let cfg = bulkhead_virt_blk_pd::config::VirtConfig::parse(&region).expect("blk_virt reads it");
+    let c = cfg.clients();
+    assert_eq!((c[0].channel, c[0].hop), (1, 0x6280_0000));
+    assert!(c[0].policy.read_only && !c[1].policy.read_only);
+    assert_eq!(c[1].policy.size, PART_SECTORS * 512);
+    let sys = std::fs::read_to_string(root().join("tests/sel4/systems/linux2.system")).unwrap();
+    for (vm, hop) in [("cluster", "0x6280_0000"), ("infotainment", "0x6300_0000")] {
+        for needle in [
+            format!("<map mr=\"blk_{vm}_req\" vaddr=\"{hop}\""),
+            format!("<map mr=\"blk_{vm}_req\" vaddr=\"0x7000_0000\""),
+            format!("<map mr=\"blk_{vm}_in\" vaddr=\"0x7040_0000\" perms=\"r\""),
+        ] {
+            assert!(sys.contains(&needle), "linux2.system lacks {needle}");
+        }
+    }
 }
 
 #[test]
@@ -128,12 +321,22 @@ fn the_initrd_goes_into_chosen_where_the_vmm_puts_it() {
 fn the_verdict_wants_both_shells_and_no_fault() {
     let mut good = String::new();
     for (vm, _) in GUESTS {
-        for l in shell_chain(vm) {
+        for l in story(vm) {
             good.push_str(&l);
             good.push('\n');
         }
     }
     assert_eq!(verdict(&good), None);
+    let two_disks = good.replacen(
+        "cluster| BULKHEAD",
+        "cluster| BH-INFO block vdb sectors=8\ncluster| BULKHEAD",
+        1,
+    );
+    assert!(verdict(&two_disks).unwrap().contains("exactly"));
+    let small = good.replacen("sectors=16384", "sectors=16383", 1);
+    assert!(verdict(&small).is_some());
+    let no_readback = good.replace("read OK boot-1", "read NONE");
+    assert!(verdict(&no_readback).unwrap().contains("infotainment"));
     let one = good.replace("infotainment| Enter", "infotainment| x");
     assert!(verdict(&one).unwrap().contains("infotainment"));
     let fault = format!("{good}MON|ERROR: faulting PD: cluster_vmm\n");
@@ -185,22 +388,54 @@ fn two_debian_guests_boot_to_their_shells_side_by_side() {
     {
         let out = "build/sel4-tests/linux2";
         with_sdk::prepare(out);
+        let dir = root().join(out);
+        // The path linux2.qemu-args names.
+        let img = dir.join("disk.img");
+        let parts =
+            drv_host_blk_file::gpt::build(&img, DISK_SECTORS, &partitions()).expect("GPT image");
+        // Mark every partition byte so the comparison sees any write.
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+            for p in &parts {
+                let fill = vec![0x5a; usize::try_from(p.sectors * 512).unwrap()];
+                f.write_all_at(&fill, p.first * 512).unwrap();
+            }
+        }
+        let before = std::fs::read(&img).unwrap();
+        std::fs::write(dir.join("blk_virt_config.bin"), blk_virt_config(&parts)).unwrap();
+        for (vm, _) in GUESTS {
+            std::fs::write(dir.join(format!("{vm}_vmm_config.bin")), vmm_config(vm)).unwrap();
+        }
         let (console, times) = with_sdk::boot("tests/sel4/systems/linux2.system", out, &verdict);
         if let Some(why) = verdict(&console) {
             panic!("linux2.system: {why}; console:\n{console}");
         }
-        for (vm, t) in times {
+        for (what, t) in times {
             println!(
-                "linux2: {vm} at its shell {:.1} s after the first loader line",
+                "linux2: {what} {:.1} s after the first loader line",
                 t.as_secs_f64()
             );
         }
+        let after = std::fs::read(&img).unwrap();
+        let info = &parts[1];
+        let (lo, hi) = (
+            usize::try_from(info.first * 512).unwrap(),
+            usize::try_from((info.first + info.sectors) * 512).unwrap(),
+        );
+        if let Some(at) = changed_outside(&before, &after, lo, hi) {
+            panic!("disk byte {at:#x} outside infotainment's partition [{lo:#x}, {hi:#x}) changed");
+        }
+        assert!(
+            after[lo..hi].windows(7).any(|w| w == b"boot-2\n"),
+            "infotainment's partition lacks the second boot's token"
+        );
     }
 }
 
 #[cfg(microkit_sdk)]
 mod with_sdk {
-    use super::{root, shell_chain, with_initrd, BOOT_TIMEOUT, GUESTS};
+    use super::{root, shell_chain, with_initrd, BOOT_TIMEOUT, GUESTS, INFOTAINMENT_ARGS};
     use std::io::Read;
     use std::process::{Command, Stdio};
     use std::sync::mpsc::RecvTimeoutError;
@@ -222,6 +457,8 @@ mod with_sdk {
 
     /// Builds the guest images (a no-op when up to date) and puts the
     /// prefilled files into the packing directory `out`.
+    // Test set-up: a failure here is the test's failure, with its message.
+    #[allow(clippy::unwrap_used, clippy::panic)]
     pub fn prepare(out: &str) {
         let root = root();
         let st = Command::new("scripts/guest-image.sh")
@@ -239,8 +476,13 @@ mod with_sdk {
         for (vm, ram) in GUESTS {
             let composed = root.join(format!("system/automotive/qemu_virt_aarch64/{vm}.dtb"));
             let dts = String::from_utf8(dtc(&["-q", "-I", "dtb", "-O", "dts"], &composed)).unwrap();
-            let adapted =
+            let mut adapted =
                 with_initrd(&dts, ram, initrd_len).unwrap_or_else(|e| panic!("{vm}: {e}"));
+            if vm == "infotainment" {
+                let at = adapted.find("bootargs = \"").expect("bootargs") + "bootargs = \"".len();
+                let end = at + adapted[at..].find('"').expect("terminated");
+                adapted.insert_str(end, INFOTAINMENT_ARGS);
+            }
             let src = dir.join(format!("{vm}-sel4.dts"));
             std::fs::write(&src, adapted).unwrap();
             let blob = dtc(&["-q", "-I", "dts", "-O", "dtb"], &src);
@@ -256,7 +498,7 @@ mod with_sdk {
         system: &str,
         out: &str,
         verdict: &dyn Fn(&str) -> Option<String>,
-    ) -> (String, Vec<(&'static str, Duration)>) {
+    ) -> (String, Vec<(String, Duration)>) {
         let sdk = std::env::var("MICROKIT_SDK")
             .expect("MICROKIT_SDK was set at build time; set it for the run too");
         let mut child = Command::new("scripts/sdk.sh")
@@ -304,9 +546,15 @@ mod with_sdk {
             if let Some(t0) = started {
                 for (vm, _) in GUESTS {
                     let shell = shell_chain(vm);
-                    let last = shell.last().expect("a chain");
-                    if !times.iter().any(|(v, _)| *v == vm) && text.contains(last.as_str()) {
-                        times.push((vm, t0.elapsed()));
+                    let marks = [
+                        ("first READY", format!("{vm}| BULKHEAD-GUEST-READY")),
+                        ("at its shell", shell.last().expect("a chain").clone()),
+                    ];
+                    for (what, mark) in marks {
+                        let what = format!("{vm} {what}");
+                        if !times.iter().any(|(w, _)| *w == what) && text.contains(mark.as_str()) {
+                            times.push((what, t0.elapsed()));
+                        }
                     }
                 }
             }

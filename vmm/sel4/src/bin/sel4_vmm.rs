@@ -3,7 +3,10 @@
 //! accesses through vmm/host's devices, the GIC distributor through the
 //! virtual GIC, `smc` through PSCI — injecting a data abort into the guest
 //! for an access no device answers. Console traffic goes to `serial_virt`
-//! on channel 1.
+//! on channel 1; a virtio-blk disk, when the PD has a blk hop (compose's
+//! `blk_<guest>_*` regions, found by name through the configuration's
+//! `MAPS`), goes to `blk_virt` on channel 2. PSCI `SYSTEM_RESET` reloads
+//! the guest and restarts it.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -25,6 +28,10 @@ mod pd {
     };
 
     const SERIAL: Channel = Channel::new(1);
+    /// The blk hop's channel to `blk_virt` (compose: class index + 1).
+    const BLK: Channel = Class::Blk.channel();
+    /// The guest's virtual timer (PPI 27), forwarded by the kernel.
+    const VTIMER_PPI: u64 = 27;
     /// The one vCPU (`<vcpu id="0">`).
     const VCPU: u8 = 0;
     /// Bus windows: the class slots, then the distributor.
@@ -55,6 +62,13 @@ mod pd {
         devices: Devices,
         vgic: Vgic<INTIDS>,
         psci: Psci<1>,
+        /// The guest image (reloaded on a reset).
+        image: RegionImage,
+        /// Guest RAM bytes.
+        size: u64,
+        /// `SCTLR_EL1` as the kernel set up the vCPU before its first boot
+        /// (MMU and caches off): a reset puts it back.
+        sctlr: u64,
         /// Boot milestones already reported ([`Milestone`] bits).
         seen: u8,
     }
@@ -93,11 +107,71 @@ mod pd {
             }
         }
 
+        /// Tells the virtualisers about what the devices queued for them.
         fn flush_console(&mut self) {
             if let Some(c) = self.devices.console.as_mut() {
                 let backend = c.device_mut().backend_mut();
                 if core::mem::take(&mut backend.notify) {
                     let _ = SERIAL.notify();
+                }
+            }
+            if self.devices.blk.as_mut().is_some_and(|b| b.take_notify()) {
+                let _ = BLK.notify();
+            }
+        }
+
+        /// Polls class `c`'s slot (queues the guest filled, completions the
+        /// backend delivered) and raises its interrupt if it changed.
+        fn poll_slot(&mut self, c: Class) {
+            let irq = {
+                let [d0, d1, d2, d3, d4] = self.devices.bus();
+                let mut devs: [&mut dyn MmioDevice; WINDOWS] = [d0, d1, d2, d3, d4, &mut self.vgic];
+                self.bus.poll(c.index(), &mut self.ram, &mut devs)
+            };
+            self.raise(irq);
+        }
+
+        /// PSCI `SYSTEM_RESET`: the guest's images are loaded afresh, the
+        /// virtual GIC and PSCI state start over, `SCTLR_EL1` is put back
+        /// (MMU off, as the boot protocol wants) and the faulting vCPU
+        /// resumes at the entry point with x0 = the device tree. The virtio
+        /// devices stay: the new kernel resets each one when it probes it.
+        /// Returns whether the vCPU may resume.
+        fn reset(&mut self) -> bool {
+            let (entry, x0) = if bulkhead_vmm_aarch64::elf::is_elf(&self.image) {
+                match load_guest(&mut self.ram, &self.image) {
+                    Ok(e) => (e, 0),
+                    Err(e) => {
+                        debug_println!("{}: guest image refused on reset: {e:?}", pd_name());
+                        return false;
+                    }
+                }
+            } else {
+                load_linux(&mut self.ram, &self.image, self.size)
+            };
+            self.vgic = Vgic::new();
+            self.psci = Psci::new(1, layout::RAM_BASE, self.size);
+            self.seen = 0;
+            // A timer interrupt the old kernel never EOId leaves the PPI
+            // masked in the kernel until acked: ack it, or the new guest
+            // never sees a tick (errors: the PPI was not pending).
+            let _ = vcpu_arm::ack_vppi(VCPU, VTIMER_PPI);
+            let regs = vcpu_arm::set_sysreg(VCPU, VcpuReg::Sctlr, self.sctlr)
+                .and_then(|()| vcpu_arm::set_pc_pstate(VCPU, entry, vcpu_arm::PSTATE_EL1H_DAIF))
+                .and_then(|()| {
+                    (0..4).try_for_each(|n| vcpu_arm::set_gpr(VCPU, n, if n == 0 { x0 } else { 0 }))
+                });
+            match regs {
+                Ok(()) => {
+                    debug_println!(
+                        "{}: guest reset (PSCI): reloaded, entry {entry:#x}",
+                        pd_name()
+                    );
+                    true
+                }
+                Err(e) => {
+                    debug_println!("{}: guest reset failed ({e}): guest stopped", pd_name());
+                    false
                 }
             }
         }
@@ -216,13 +290,7 @@ mod pd {
                             debug_println!("{}: guest powered off (PSCI)", pd_name());
                             false
                         }
-                        Action::SystemReset => {
-                            debug_println!(
-                                "{}: guest asked for a reset (PSCI); not supported yet: guest stopped",
-                                pd_name()
-                            );
-                            false
-                        }
+                        Action::SystemReset => self.reset(),
                         Action::StartCpu { vcpu, .. } => {
                             debug_println!(
                                 "{}: guest started vCPU {vcpu}, which this VM does not have",
@@ -264,6 +332,7 @@ mod pd {
             let size = ram.size() as u64;
             let mut ram = GuestRam::new(layout::RAM_BASE, RegionRam(ram));
             let image = RegionImage(image);
+            let sctlr = vcpu_arm::sysreg(VCPU, VcpuReg::Sctlr).unwrap_or_else(|e| stop_with(e));
             let (entry, x0) = if bulkhead_vmm_aarch64::elf::is_elf(&image) {
                 match load_guest(&mut ram, &image) {
                     Ok(e) => (e, 0),
@@ -281,6 +350,9 @@ mod pd {
                 devices,
                 vgic: Vgic::new(),
                 psci: Psci::new(1, layout::RAM_BASE, size),
+                image,
+                size,
+                sctlr,
                 seen: 0,
             };
             me.flush_console();
@@ -300,16 +372,16 @@ mod pd {
                 if let Some(c) = self.devices.console.as_mut() {
                     c.device_mut().backend_mut().poll_input();
                 }
-                let irq = {
-                    let [d0, d1, d2, d3, d4] = self.devices.bus();
-                    let mut devs: [&mut dyn MmioDevice; WINDOWS] =
-                        [d0, d1, d2, d3, d4, &mut self.vgic];
-                    self.bus
-                        .poll(Class::Serial.index(), &mut self.ram, &mut devs)
-                };
-                self.raise(irq);
-                self.flush_console();
+                self.poll_slot(Class::Serial);
             }
+            if channels.contains(BLK) {
+                if let Some(b) = self.devices.blk.as_mut() {
+                    // The device appears with blk_virt's info; completions.
+                    b.completions();
+                }
+                self.poll_slot(Class::Blk);
+            }
+            self.flush_console();
         }
 
         fn fault(&mut self, child: Child, msg: MessageInfo) -> bool {
