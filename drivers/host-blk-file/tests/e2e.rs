@@ -24,14 +24,12 @@ use std::ptr::NonNull;
 use std::rc::Rc;
 
 use bulkhead_virt_blk::config::{Budget, ClientConfig, Selector};
-use bulkhead_virtio::spec::reg;
 use bulkhead_virtio::{GuestMemory, MemError, WriteEffect};
+use bulkhead_virtio_testkit::{Registers, TrapTransport};
 use common::World;
 use drv_host_blk_file::gpt::{build, PartSpec, Placed};
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
-use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{BufferDirection, Error, Hal, PhysAddr, PAGE_SIZE};
-use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 const RAM_BASE: u64 = 0x4000_0000;
 const RAM_SIZE: usize = 8 << 20;
@@ -189,119 +187,29 @@ impl Sys {
     }
 }
 
-/// `virtio-drivers`' transport for guest `g`: every call becomes the
-/// 32-bit register accesses a trapped guest would make.
+/// Guest `g`'s register window as its VMM traps it (under
+/// `bulkhead-virtio-testkit`'s `TrapTransport`, `virtio-drivers`' transport
+/// whose every call becomes the register accesses a trapped guest makes).
 struct Trap {
     sys: Rc<RefCell<Sys>>,
     g: usize,
 }
 
-impl Trap {
-    fn r(&self, off: u64) -> u32 {
+impl Registers for Trap {
+    fn read(&self, off: u64, width: u8) -> u64 {
         let mut s = self.sys.borrow_mut();
-        u32::try_from(s.world.devs[self.g].read(off, 4).unwrap()).unwrap()
+        s.world.devs[self.g].read(off, width).unwrap()
     }
-    fn w(&mut self, off: u64, v: u32) {
+    fn write(&mut self, off: u64, width: u8, v: u64) {
         let mut s = self.sys.borrow_mut();
         let g = self.g;
-        if let WriteEffect::QueueNotify(q) = s.world.devs[g].write(off, 4, u64::from(v)).unwrap() {
+        if let WriteEffect::QueueNotify(q) = s.world.devs[g].write(off, width, v).unwrap() {
             let mut ram = s.rams[g];
             s.world.devs[g].process_queue(q, &mut ram);
             if s.auto {
                 s.settle();
             }
         }
-    }
-    fn w64(&mut self, lo: u64, v: u64) {
-        self.w(lo, v as u32);
-        self.w(lo + 4, (v >> 32) as u32);
-    }
-}
-
-impl Transport for Trap {
-    fn device_type(&self) -> DeviceType {
-        DeviceType::try_from(self.r(reg::DEVICE_ID)).unwrap()
-    }
-    fn read_device_features(&mut self) -> u64 {
-        self.w(reg::DEVICE_FEATURES_SEL, 1);
-        let hi = self.r(reg::DEVICE_FEATURES);
-        self.w(reg::DEVICE_FEATURES_SEL, 0);
-        u64::from(hi) << 32 | u64::from(self.r(reg::DEVICE_FEATURES))
-    }
-    fn write_driver_features(&mut self, f: u64) {
-        for (sel, v) in [(0, f as u32), (1, (f >> 32) as u32)] {
-            self.w(reg::DRIVER_FEATURES_SEL, sel);
-            self.w(reg::DRIVER_FEATURES, v);
-        }
-    }
-    fn max_queue_size(&mut self, queue: u16) -> u32 {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.r(reg::QUEUE_NUM_MAX)
-    }
-    fn notify(&mut self, queue: u16) {
-        self.w(reg::QUEUE_NOTIFY, queue.into());
-    }
-    fn get_status(&self) -> DeviceStatus {
-        DeviceStatus::from_bits_truncate(self.r(reg::STATUS))
-    }
-    fn set_status(&mut self, status: DeviceStatus) {
-        self.w(reg::STATUS, status.bits());
-    }
-    fn set_guest_page_size(&mut self, _size: u32) {}
-    fn requires_legacy_layout(&self) -> bool {
-        false
-    }
-    fn queue_set(
-        &mut self,
-        queue: u16,
-        size: u32,
-        desc: PhysAddr,
-        driver: PhysAddr,
-        device: PhysAddr,
-    ) {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.w(reg::QUEUE_NUM, size);
-        self.w64(reg::QUEUE_DESC_LOW, desc);
-        self.w64(reg::QUEUE_DRIVER_LOW, driver);
-        self.w64(reg::QUEUE_DEVICE_LOW, device);
-        self.w(reg::QUEUE_READY, 1);
-    }
-    fn queue_unset(&mut self, queue: u16) {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.w(reg::QUEUE_READY, 0);
-    }
-    fn queue_used(&mut self, queue: u16) -> bool {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.r(reg::QUEUE_READY) != 0
-    }
-    fn ack_interrupt(&mut self) -> InterruptStatus {
-        let s = self.r(reg::INTERRUPT_STATUS);
-        self.w(reg::INTERRUPT_ACK, s);
-        InterruptStatus::from_bits_retain(s)
-    }
-    fn read_config_generation(&self) -> u32 {
-        self.r(reg::CONFIG_GENERATION)
-    }
-    fn read_config_space<T: FromBytes + IntoBytes>(
-        &self,
-        offset: usize,
-    ) -> virtio_drivers::Result<T> {
-        let n = size_of::<T>();
-        let mut s = self.sys.borrow_mut();
-        let mut bytes = [0u8; 8];
-        for (i, b) in bytes.iter_mut().enumerate().take(n) {
-            *b = s.world.devs[self.g]
-                .read(reg::CONFIG + (offset + i) as u64, 1)
-                .unwrap() as u8;
-        }
-        Ok(T::read_from_bytes(&bytes[..n]).unwrap())
-    }
-    fn write_config_space<T: IntoBytes + Immutable>(
-        &mut self,
-        _offset: usize,
-        _value: T,
-    ) -> virtio_drivers::Result<()> {
-        Ok(())
     }
 }
 
@@ -312,7 +220,7 @@ type Setup = (
     tempfile::NamedTempFile,
     Vec<Placed>,
     Rc<RefCell<Sys>>,
-    Vec<VirtIOBlk<GuestHal, Trap>>,
+    Vec<VirtIOBlk<GuestHal, TrapTransport<Trap>>>,
 );
 
 /// A request in flight: guest, token, and the buffers lent to the device.
@@ -375,10 +283,10 @@ fn setup() -> Setup {
     let blks = (0..3)
         .map(|g| {
             on(g, || {
-                VirtIOBlk::<GuestHal, _>::new(Trap {
+                VirtIOBlk::<GuestHal, _>::new(TrapTransport(Trap {
                     sys: sys.clone(),
                     g,
-                })
+                }))
                 .unwrap()
             })
         })
