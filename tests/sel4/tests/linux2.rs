@@ -411,6 +411,21 @@ fn two_debian_guests_boot_to_their_shells_side_by_side() {
         if let Some(why) = verdict(&console) {
             panic!("linux2.system: {why}; console:\n{console}");
         }
+        // The storage story as it happened (VMM lines may be cut into by a
+        // higher-priority PD's line, so they are shown, not parsed).
+        for l in console.lines().filter(|l| {
+            [
+                "BH-BLK",
+                "BH-AUTO",
+                "BH-INFO block",
+                "_vmm: blk:",
+                "guest reset",
+            ]
+            .iter()
+            .any(|m| l.contains(m))
+        }) {
+            println!("linux2: {}", l.trim_end());
+        }
         for (what, t) in times {
             println!(
                 "linux2: {what} {:.1} s after the first loader line",
