@@ -1,4 +1,5 @@
-//! What the CAN test guests share: a `virtio-drivers` [`Transport`] whose
+//! What the CAN test guests share: a `virtio-drivers` `Transport`
+//! (`bulkhead-virtio-testkit`'s `TrapTransport` over [`TrapMmio`]) whose
 //! every register access is a trapping load or store at the CAN slot
 //! (`virtio-drivers`' own `MmioTransport` refuses device id 36, which it
 //! does not know), the guest-side driver over it, and the line format the
@@ -18,10 +19,9 @@ use bulkhead_can_frame::{CanId, Frame};
 use bulkhead_test_guests::{setup, wait_irq, watchdog, GuestHal};
 use bulkhead_virtio::spec::reg;
 use bulkhead_virtio_can_driver::{VirtioCanDriver, Wanted};
+use bulkhead_virtio_testkit::{Registers, TrapTransport};
 use bulkhead_vmm_host::layout;
-use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
-use virtio_drivers::PhysAddr;
-use zerocopy::{FromBytes, Immutable, IntoBytes};
+use virtio_drivers::transport::Transport;
 
 /// The CAN class's slot (compose: class index 3).
 pub const CAN_SLOT: u64 = 3;
@@ -93,105 +93,29 @@ impl TrapMmio {
     }
 }
 
-impl Transport for TrapMmio {
-    fn device_type(&self) -> DeviceType {
-        DeviceType::try_from(self.r(reg::DEVICE_ID)).unwrap_or(DeviceType::Socket)
-    }
-    fn read_device_features(&mut self) -> u64 {
-        self.w(reg::DEVICE_FEATURES_SEL, 0);
-        let lo = self.r(reg::DEVICE_FEATURES);
-        self.w(reg::DEVICE_FEATURES_SEL, 1);
-        u64::from(lo) | u64::from(self.r(reg::DEVICE_FEATURES)) << 32
-    }
-    fn write_driver_features(&mut self, f: u64) {
-        self.w(reg::DRIVER_FEATURES_SEL, 0);
-        self.w(reg::DRIVER_FEATURES, (f & 0xffff_ffff) as u32);
-        self.w(reg::DRIVER_FEATURES_SEL, 1);
-        self.w(reg::DRIVER_FEATURES, (f >> 32) as u32);
-    }
-    fn max_queue_size(&mut self, queue: u16) -> u32 {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.r(reg::QUEUE_NUM_MAX)
-    }
-    fn notify(&mut self, queue: u16) {
-        self.w(reg::QUEUE_NOTIFY, queue.into());
-    }
-    fn get_status(&self) -> DeviceStatus {
-        DeviceStatus::from_bits_truncate(self.r(reg::STATUS))
-    }
-    fn set_status(&mut self, status: DeviceStatus) {
-        self.w(reg::STATUS, status.bits());
-    }
-    fn set_guest_page_size(&mut self, _size: u32) {}
-    fn requires_legacy_layout(&self) -> bool {
-        false
-    }
-    fn queue_set(
-        &mut self,
-        queue: u16,
-        size: u32,
-        desc: PhysAddr,
-        driver: PhysAddr,
-        device: PhysAddr,
-    ) {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.w(reg::QUEUE_NUM, size);
-        self.w64(reg::QUEUE_DESC_LOW, desc);
-        self.w64(reg::QUEUE_DRIVER_LOW, driver);
-        self.w64(reg::QUEUE_DEVICE_LOW, device);
-        self.w(reg::QUEUE_READY, 1);
-    }
-    fn queue_unset(&mut self, queue: u16) {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.w(reg::QUEUE_READY, 0);
-    }
-    fn queue_used(&mut self, queue: u16) -> bool {
-        self.w(reg::QUEUE_SEL, queue.into());
-        self.r(reg::QUEUE_READY) != 0
-    }
-    fn ack_interrupt(&mut self) -> InterruptStatus {
-        let s = self.r(reg::INTERRUPT_STATUS);
-        self.w(reg::INTERRUPT_ACK, s);
-        InterruptStatus::from_bits_retain(s)
-    }
-    fn read_config_generation(&self) -> u32 {
-        self.r(reg::CONFIG_GENERATION)
-    }
-    fn read_config_space<T: FromBytes + IntoBytes>(
-        &self,
-        offset: usize,
-    ) -> virtio_drivers::Result<T> {
-        // Accesses of the field's own width: the config space is one le16
-        // (a wider access past its end reads as zero).
-        let mut bytes = [0u8; 8];
-        let size = size_of::<T>();
-        let mut at = 0;
-        while at < size {
-            let off = reg::CONFIG + (offset + at) as u64;
-            let w = if size - at >= 4 {
-                4
-            } else if size - at >= 2 {
-                2
-            } else {
-                1
-            };
-            let v = self.r_width(off, w);
-            bytes[at..at + w].copy_from_slice(&v.to_le_bytes()[..w]);
-            at += w;
+impl Registers for TrapMmio {
+    fn read(&self, off: u64, width: u8) -> u64 {
+        match width {
+            1 | 2 => u64::from(self.r_width(off, usize::from(width))),
+            // The host board decodes up to 32-bit moves: a 64-bit field is
+            // two loads.
+            8 => u64::from(self.r(off)) | u64::from(self.r(off + 4)) << 32,
+            _ => u64::from(self.r(off)),
         }
-        T::read_from_bytes(&bytes[..size]).map_err(|_| virtio_drivers::Error::ConfigSpaceTooSmall)
     }
-    fn write_config_space<T: IntoBytes + Immutable>(
-        &mut self,
-        _offset: usize,
-        _value: T,
-    ) -> virtio_drivers::Result<()> {
-        Ok(())
+
+    fn write(&mut self, off: u64, width: u8, value: u64) {
+        match width {
+            8 => self.w64(off, value),
+            // Only 32-bit registers are written (the CAN config space is
+            // read-only: one le16 status).
+            _ => self.w(off, value as u32),
+        }
     }
 }
 
 /// The guest driver type.
-pub type Driver = VirtioCanDriver<GuestHal, TrapMmio, BUFS>;
+pub type Driver = VirtioCanDriver<GuestHal, TrapTransport<TrapMmio>, BUFS>;
 
 /// Prints one line the tests read.
 pub fn say(s: &str) {
@@ -236,7 +160,8 @@ pub fn start_after_setup() -> Driver {
         fd: false,
         ..Wanted::default()
     };
-    let mut d = Driver::new(t, wanted).unwrap_or_else(|e| die(&format!("init: {e:?}")));
+    let mut d =
+        Driver::new(TrapTransport(t), wanted).unwrap_or_else(|e| die(&format!("init: {e:?}")));
     d.start().unwrap_or_else(|e| die(&format!("start: {e:?}")));
     say("started");
     d
