@@ -14,9 +14,9 @@
 //! line (QEMU has started running the image) to its first `READY` line and
 //! to its shell (for infotainment: after its reboot).
 //!
-//! Each guest's composed device tree (`system/automotive/qemu_virt_aarch64/
-//! <vm>.dtb`) gets `/chosen` entries naming the initrd the VMM places at
-//! RAM + RAM/2 ([`with_initrd`]); the rest is compose's.
+//! Each guest boots its composed device tree (`system/automotive/
+//! qemu_virt_aarch64/<vm>.dtb`) as is, but for infotainment's `bh.boots=2`
+//! ([`guest_dts`]); the VMM names the initrd in `/chosen` itself.
 //!
 //! Without `MICROKIT_SDK` at build time the boot test is reported as
 //! ignored with a `SKIPPED:` reason (see build.rs and boot.rs).
@@ -28,7 +28,7 @@ use std::time::Duration;
 /// and in linux2.system).
 const GUESTS: [(&str, u64); 2] = [("cluster", 0x800_0000), ("infotainment", 0x2000_0000)];
 
-/// Guest-physical RAM base of every VM.
+/// Guest-physical RAM base of every VM (the composed trees' memory node).
 const RAM_BASE: u64 = 0x4000_0000;
 
 /// Sectors of each guest's partition (8 MiB) and of the whole disk.
@@ -62,23 +62,21 @@ fn chain_end(console: &str, chain: &[String]) -> Result<usize, String> {
     Ok(at)
 }
 
-/// Adds `/chosen` `linux,initrd-start/end` for an initrd of `initrd_len`
-/// bytes where `vmm/sel4` puts it (RAM + RAM/2) to a dtc source.
-fn with_initrd(dts: &str, ram_size: u64, initrd_len: u64) -> Result<String, String> {
+/// A composed guest tree (dtc source) as this test boots it: `extra`
+/// appended to `/chosen` `bootargs`, nothing else. The tree must use PSCI
+/// over `smc` and name no initrd: `vmm/sel4` writes
+/// `linux,initrd-start/end` into the tree it loads.
+fn guest_dts(dts: &str, extra: &str) -> Result<String, String> {
     if dts.contains("linux,initrd-start") {
-        return Err("the tree already names an initrd".into());
+        return Err("the tree already names an initrd (the VMM's to write)".into());
     }
     if dts.matches("method = \"smc\";").count() != 1 {
         return Err("expected PSCI over smc (compose's conduit for seL4)".into());
     }
-    let at = dts.find("bootargs = ").ok_or("no /chosen bootargs")?;
-    let end = at + dts[at..].find(';').ok_or("unterminated bootargs")? + 1;
-    let start = RAM_BASE + ram_size / 2;
-    let props = format!(
-        "\n\t\tlinux,initrd-start = <0x00 {start:#x}>;\n\t\tlinux,initrd-end = <0x00 {:#x}>;",
-        start + initrd_len
-    );
-    Ok(format!("{}{props}{}", &dts[..end], &dts[end..]))
+    let key = "bootargs = \"";
+    let at = dts.find(key).ok_or("no /chosen bootargs")? + key.len();
+    let end = at + dts[at..].find('"').ok_or("unterminated bootargs")?;
+    Ok(format!("{}{extra}{}", &dts[..end], &dts[end..]))
 }
 
 /// What a guest prints (tagged by serial_virt) on its way to the shell.
@@ -300,21 +298,15 @@ fn the_configurations_are_what_the_pds_read() {
 }
 
 #[test]
-fn the_initrd_goes_into_chosen_where_the_vmm_puts_it() {
+fn the_tree_gets_only_the_extra_arguments() {
     let dts = "/ {\n\tchosen {\n\t\tbootargs = \"console=hvc0\";\n\t};\n\tpsci {\n\t\tmethod = \"smc\";\n\t};\n};\n";
-    let out = with_initrd(dts, 0x2000_0000, 0x1000).unwrap();
-    assert!(out.contains("linux,initrd-start = <0x00 0x50000000>;"));
-    assert!(out.contains("linux,initrd-end = <0x00 0x50001000>;"));
-    assert_eq!(
-        out.replace(
-            "\n\t\tlinux,initrd-start = <0x00 0x50000000>;\n\t\tlinux,initrd-end = <0x00 0x50001000>;",
-            ""
-        ),
-        dts
-    );
-    assert!(with_initrd(&out, 0x2000_0000, 1).is_err(), "already there");
-    assert!(with_initrd(&dts.replace("smc", "hvc"), 0x800_0000, 1).is_err());
-    assert!(with_initrd("/ { };", 0x800_0000, 1).is_err());
+    let out = guest_dts(dts, " bh.boots=2").unwrap();
+    assert_eq!(out, dts.replace("hvc0\"", "hvc0 bh.boots=2\""));
+    assert_eq!(guest_dts(dts, "").unwrap(), dts);
+    let named = dts.replace("bootargs", "linux,initrd-start = <0 1>;\n\t\tbootargs");
+    assert!(guest_dts(&named, "").is_err(), "the VMM names the initrd");
+    assert!(guest_dts(&dts.replace("smc", "hvc"), "").is_err());
+    assert!(guest_dts("/ { };", "").is_err());
 }
 
 #[test]
@@ -361,7 +353,12 @@ fn the_system_matches_the_composed_guests_and_passes_the_checker() {
         if let Ok(blob) = std::fs::read(&dtb) {
             // The memory node's reg: <0 RAM_BASE 0 size> as big-endian cells.
             let mut reg = Vec::new();
-            for c in [0u32, 0x4000_0000, 0, u32::try_from(ram).unwrap()] {
+            for c in [
+                0u32,
+                u32::try_from(RAM_BASE).unwrap(),
+                0,
+                u32::try_from(ram).unwrap(),
+            ] {
                 reg.extend_from_slice(&c.to_be_bytes());
             }
             assert!(
@@ -450,7 +447,7 @@ fn two_debian_guests_boot_to_their_shells_side_by_side() {
 
 #[cfg(microkit_sdk)]
 mod with_sdk {
-    use super::{root, shell_chain, with_initrd, BOOT_TIMEOUT, GUESTS, INFOTAINMENT_ARGS};
+    use super::{guest_dts, root, shell_chain, BOOT_TIMEOUT, GUESTS, INFOTAINMENT_ARGS};
     use std::io::Read;
     use std::process::{Command, Stdio};
     use std::sync::mpsc::RecvTimeoutError;
@@ -487,17 +484,15 @@ mod with_sdk {
         for f in ["Image", "initrd.cpio.gz"] {
             std::fs::copy(root.join("build/guest").join(f), dir.join(f)).unwrap();
         }
-        let initrd_len = std::fs::metadata(dir.join("initrd.cpio.gz")).unwrap().len();
-        for (vm, ram) in GUESTS {
+        for (vm, _) in GUESTS {
             let composed = root.join(format!("system/automotive/qemu_virt_aarch64/{vm}.dtb"));
             let dts = String::from_utf8(dtc(&["-q", "-I", "dtb", "-O", "dts"], &composed)).unwrap();
-            let mut adapted =
-                with_initrd(&dts, ram, initrd_len).unwrap_or_else(|e| panic!("{vm}: {e}"));
-            if vm == "infotainment" {
-                let at = adapted.find("bootargs = \"").expect("bootargs") + "bootargs = \"".len();
-                let end = at + adapted[at..].find('"').expect("terminated");
-                adapted.insert_str(end, INFOTAINMENT_ARGS);
-            }
+            let extra = if vm == "infotainment" {
+                INFOTAINMENT_ARGS
+            } else {
+                ""
+            };
+            let adapted = guest_dts(&dts, extra).unwrap_or_else(|e| panic!("{vm}: {e}"));
             let src = dir.join(format!("{vm}-sel4.dts"));
             std::fs::write(&src, adapted).unwrap();
             let blob = dtc(&["-q", "-I", "dts", "-O", "dtb"], &src);

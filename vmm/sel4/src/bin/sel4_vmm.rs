@@ -24,9 +24,12 @@ mod pd {
     use bulkhead_vmm_core::{AccessKind, GuestRam, IrqEdge, MmioAccess, MmioDevice, Outcome, Vmm};
     use bulkhead_vmm_host::{layout, windows, Class, Devices, RegionRam, CLASSES};
     use bulkhead_vmm_sel4::{
-        dtb_len, gicd_window, linux_placement, load_guest, Prefix, RegionImage, Trap,
+        dtb_len, gicd_window, linux_placement, load_guest, with_initrd, Prefix, RegionImage, Trap,
     };
 
+    /// Largest guest device tree this VMM takes (compose's are ~2 KiB);
+    /// two buffers of it live on the stack while a Linux guest loads.
+    const DTB_MAX: usize = 16 * 1024;
     const SERIAL: Channel = Channel::new(1);
     /// The blk hop's channel to `blk_virt` (compose: class index + 1).
     const BLK: Channel = Class::Blk.channel();
@@ -452,13 +455,33 @@ mod pd {
             stop("guest_dtb holds no flattened device tree")
         };
         let initrd = Region::get("guest_initrd").ok().map(RegionImage);
-        let p = linux_placement(
-            layout::RAM_BASE,
-            size,
-            initrd.as_ref().map(|i| i.len()),
-            dtb_len,
-        );
-        match load_from(ram, &p, image, initrd.as_ref(), &Prefix(&dtb, dtb_len)) {
+        let initrd_len = initrd.as_ref().map(|i| i.len());
+        // The device tree, with /chosen naming the initrd where it goes.
+        let mut src = [0u8; DTB_MAX];
+        let mut tree = [0u8; DTB_MAX];
+        let Some(src) = usize::try_from(dtb_len).ok().and_then(|n| src.get_mut(..n)) else {
+            stop("guest_dtb is larger than this VMM takes (16 KiB)")
+        };
+        if !Prefix(&dtb, dtb_len).read_at(0, src) {
+            stop("guest_dtb cannot be read")
+        }
+        let src = &*src;
+        let tree_len = match linux_placement(layout::RAM_BASE, size, initrd_len, dtb_len).initrd {
+            Some((start, n)) => match with_initrd(src, &mut tree, start, start + n) {
+                Ok(n) => n,
+                Err(e) => {
+                    debug_println!("{}: guest_dtb refused: {e:?}", pd_name());
+                    bulkhead_runtime::halt(1)
+                }
+            },
+            None => {
+                tree[..src.len()].copy_from_slice(src);
+                src.len()
+            }
+        };
+        let tree = &tree[..tree_len];
+        let p = linux_placement(layout::RAM_BASE, size, initrd_len, tree.len() as u64);
+        match load_from(ram, &p, image, initrd.as_ref(), tree) {
             Ok(plan) => {
                 debug_println!(
                     "{}: Linux Image at {:#x} ({} bytes), initrd {:?}, DTB at {:#x}",
