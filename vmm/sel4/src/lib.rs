@@ -1,7 +1,8 @@
 //! The seL4 VMM PD's decisions that need no kernel: the guest-physical
 //! layout beyond vmm/host's device slots (the GIC), how a trapped
-//! instruction is classified, and reading a guest image out of a runtime
-//! region. The PD itself is `src/bin/sel4_vmm.rs`.
+//! instruction is classified, reading a guest image out of a runtime
+//! region, and naming a Linux guest's initrd in its device tree. The PD
+//! itself is `src/bin/sel4_vmm.rs`.
 #![no_std]
 
 use bulkhead_runtime::Region;
