@@ -8,12 +8,16 @@
 //!
 //! Interrupts: the supervisor signals an eventfd at [`IRQ_FD`] when the VMM
 //! raises a line; [`wait_irq`] polls it.
+//!
+//! [`can`]: what the CAN guests (`src/bin/can_*.rs`) share.
 
 // Test guests are x86_64 Linux programs (the host board): guest-physical
 // addresses (u64) and pointers (usize) are the same width.
 #![allow(clippy::cast_possible_truncation)]
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!("test guests run on the x86_64 Linux host board only");
+
+pub mod can;
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};

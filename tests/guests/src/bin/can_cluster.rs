@@ -3,8 +3,7 @@
 //! frame its RX filters let through and sends 0x301 (data `c2 n`) every
 //! 100 ms — periodic traffic that must keep flowing whatever another guest
 //! does to the bus.
-#[path = "can_shared/mod.rs"]
-mod can;
+use bulkhead_test_guests::can;
 
 fn main() {
     let mut d = can::start();

@@ -3,8 +3,7 @@
 //! moment (an id collision its frame loses), so the controller goes
 //! bus-off on its traffic. Prints each result and whether its device then
 //! reports BUSOFF (the configuration change the VMM raised), then `done`.
-#[path = "can_shared/mod.rs"]
-mod can;
+use bulkhead_test_guests::can;
 
 fn main() {
     let mut d = can::start();

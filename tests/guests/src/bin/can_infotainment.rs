@@ -2,8 +2,7 @@
 //! cluster's id 0x300 (its whitelist has only 0x480/0x481, so each must be
 //! refused and never reach the bus), sends its own 0x480, then prints
 //! every frame its RX filters let through for 1.5 s.
-#[path = "can_shared/mod.rs"]
-mod can;
+use bulkhead_test_guests::can;
 
 fn main() {
     let mut d = can::start();

@@ -9,14 +9,12 @@
 // addresses (u64) and pointers (usize) are the same width, and register
 // offsets and values fit their fields by the virtio-mmio layout.
 #![allow(clippy::cast_possible_truncation)]
-// Each CAN guest program includes this module and uses part of it.
-#![allow(dead_code)]
 
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
+use crate::{setup, wait_irq, watchdog, GuestHal};
 use bulkhead_can_frame::{CanId, Frame};
-use bulkhead_test_guests::{setup, wait_irq, watchdog, GuestHal};
 use bulkhead_virtio::spec::reg;
 use bulkhead_virtio_can_driver::{VirtioCanDriver, Wanted};
 use bulkhead_virtio_testkit::{Registers, TrapTransport};
