@@ -33,7 +33,7 @@
 //! measured, against at most 11 budgeted). With the tick removed (3)
 //! fails: a refill is then noticed only at the cluster's reads (one per
 //! 500 ms = 10 periods) or while infotainment's own burst is still running,
-//! so it gets well under 60 % of its budget (22-25 % measured; about
+//! so it gets well under 60 % of its budget (22-40 % measured; about
 //! 40 % with a cluster read every 200 ms), and once the cluster is done
 //! its pending read waits for ever. (2) holds with or without budgets
 //! against this QD1 flood: the virtualiser's round robin gives the cluster
