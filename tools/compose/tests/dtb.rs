@@ -135,7 +135,7 @@ fn dtc_decompiles_the_blob() {
         "reg = <0x00 0x40000000 0x00 0x10000000>;",
         "cpu@1",
         "compatible = \"arm,psci-1.0\\0arm,psci-0.2\";",
-        "method = \"hvc\";",
+        "method = \"smc\";",
         "virtio_mmio@a000200",
         "interrupts = <0x00 0x11 0x01>;",
         "bootargs = \"console=hvc0 root=/dev/vda\";",
