@@ -40,9 +40,7 @@ pub fn c1(ctx: &mut Ctx) -> Outcome {
                 errs.extend(e);
                 ev.extend(v);
             }
-            Err(e) => {
-                return Outcome::new(Status::Failed(format!("could not run the scenario: {e}")))
-            }
+            Err(e) => return crate::items::run_error(e.to_string()),
         }
     }
     Outcome {
@@ -116,7 +114,7 @@ pub fn c4(ctx: &mut Ctx) -> Outcome {
             evidence: ev,
             distributions: Vec::new(),
         },
-        Err(e) => Outcome::new(Status::Failed(format!("could not run the scenario: {e}"))),
+        Err(e) => crate::items::run_error(e.to_string()),
     }
 }
 

@@ -154,8 +154,15 @@ fn fail_or_pass(
     }
 }
 
-fn run_error(e: String) -> Outcome {
-    Outcome::new(Status::Failed(format!("could not run the scenario: {e}")))
+/// How a failure that is not a measurement starts: the scenario itself
+/// could not run (a program missing, a system that does not load). Such a
+/// failure fails the item, but proves nothing about a protection-removed
+/// build ([`crate::proof`]).
+pub const COULD_NOT_RUN: &str = "could not run the scenario: ";
+
+/// The failed outcome of a scenario that could not run.
+pub fn run_error(e: String) -> Outcome {
+    Outcome::new(Status::Failed(format!("{COULD_NOT_RUN}{e}")))
 }
 
 fn succeeded(r: &RunResult) -> Option<&String> {

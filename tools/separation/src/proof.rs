@@ -85,9 +85,18 @@ impl std::str::FromStr for RemovedBuild {
                     .join(", ")
             ));
         }
+        // A command-line path is relative to the working directory, not to
+        // the system file the programs are later looked up for.
+        let dir = std::path::absolute(dir).map_err(|e| format!("{dir}: {e}"))?;
+        if !dir.is_dir() {
+            return Err(format!(
+                "{}: no such directory (build the variant first: make separation)",
+                dir.display()
+            ));
+        }
         Ok(RemovedBuild {
             name: name.to_string(),
-            dir: PathBuf::from(dir),
+            dir,
         })
     }
 }
@@ -168,6 +177,14 @@ pub fn run(
         let shown = match (&r.outcome.status, &outcome.status) {
             (Status::NotCovered(w) | Status::NotEnforced(w), _) => {
                 Shown::NotApplicable(format!("the item is {}: {w}", r.outcome.status.word()))
+            }
+            // A scenario that could not run shows nothing about the
+            // protection: the proof must not hold on it.
+            (_, Status::Failed(why)) if why.starts_with(crate::items::COULD_NOT_RUN) => {
+                Shown::NotFailing(format!(
+                    "{} could not run on the build without this protection ({why}): nothing shown",
+                    r.item.id
+                ))
             }
             (_, Status::Failed(why)) => Shown::Failing(why.clone()),
             (_, Status::NotEnforced(w)) => {
@@ -271,9 +288,16 @@ mod tests {
 
     #[test]
     fn parses_known_variants_only() {
-        let b: RemovedBuild = "seccomp=/x/y".parse().expect("valid");
+        let tmp = std::env::temp_dir();
+        let b: RemovedBuild = format!("seccomp={}", tmp.display()).parse().expect("valid");
         assert_eq!(b.name, "seccomp");
-        assert_eq!(b.dir, PathBuf::from("/x/y"));
+        assert_eq!(b.dir, tmp);
+        // Relative to the working directory, made absolute at once.
+        let b: RemovedBuild = "seccomp=.".parse().expect("valid");
+        assert!(b.dir.is_absolute());
+        assert_eq!(b.dir, std::env::current_dir().expect("cwd").join("."));
+        let e = "seccomp=/no/such/dir".parse::<RemovedBuild>().unwrap_err();
+        assert!(e.contains("no such directory"), "{e}");
         assert!("nonsense=/x".parse::<RemovedBuild>().is_err());
         assert!("seccomp".parse::<RemovedBuild>().is_err());
     }
