@@ -216,8 +216,9 @@ fn seed_safety_ppc_into_a_restartable_pd() {
 
 #[test]
 fn seed_map_ending_at_a_safety_pd_stack_bottom() {
-    // Default stack 0x2000 below the guard page under the IPC buffer at
-    // 0xFF_FFFF_F000: the stack bottom is 0xFF_FFFF_C000.
+    // The VMM's stack_size 0x2_0000 (compose gives VMMs 128 KiB) below the
+    // guard page under the IPC buffer at 0xFF_FFFF_F000: the stack bottom
+    // is 0xFF_FFFD_E000.
     let sys = insert_after(
         &read(QEMU),
         "<system>",
@@ -226,14 +227,14 @@ fn seed_map_ending_at_a_safety_pd_stack_bottom() {
     let sys = insert_after(
         &sys,
         CLUSTER_VMM,
-        r#"        <map mr="cluster_scratch" vaddr="0xff_ffff_b000" perms="rw" />"#,
+        r#"        <map mr="cluster_scratch" vaddr="0xff_fffd_d000" perms="rw" />"#,
     );
     let out = run("qemu_virt_aarch64", &sys, &read(POLICY));
     assert_fails(
         "stack",
         &out,
         "F005",
-        &["cluster_vmm", "cluster_scratch", "0xffffffc000"],
+        &["cluster_vmm", "cluster_scratch", "0xfffffde000"],
     );
 }
 
