@@ -31,6 +31,7 @@
 extern crate std;
 
 pub mod buf;
+pub mod fifo;
 pub mod layout;
 mod pod;
 pub mod region;
@@ -38,6 +39,7 @@ pub mod reqresp;
 mod spsc;
 
 pub use buf::BufDesc;
+pub use fifo::Fifo;
 pub use pod::Pod;
 pub use region::{CacheLine, Region, REGION_ALIGN};
 pub use reqresp::{InFlight, Request, Response};

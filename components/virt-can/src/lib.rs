@@ -59,6 +59,7 @@ pub use controller::{
 pub use policy::{Budget, CanVirtConfig, IdFilter, Policy, PolicyError, MAX_FILTERS, MAX_GUESTS};
 
 use bulkhead_can_frame::Frame;
+use bulkhead_ring::Fifo;
 use policy::Bucket;
 
 /// Most TX buffers a controller may have here.
@@ -141,53 +142,6 @@ impl Entry {
     }
 }
 
-/// A fixed-capacity FIFO.
-#[derive(Clone, Copy, Debug)]
-struct Fifo<T: Copy, const N: usize> {
-    items: [Option<T>; N],
-    head: usize,
-    len: usize,
-}
-
-impl<T: Copy, const N: usize> Fifo<T, N> {
-    const fn new() -> Self {
-        Self {
-            items: [None; N],
-            head: 0,
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, v: T) -> bool {
-        if self.len == N {
-            return false;
-        }
-        self.items[(self.head + self.len) % N] = Some(v);
-        self.len += 1;
-        true
-    }
-
-    fn peek(&self) -> Option<T> {
-        if self.len == 0 {
-            None
-        } else {
-            self.items[self.head]
-        }
-    }
-
-    fn pop(&mut self) -> Option<T> {
-        let v = self.peek()?;
-        self.items[self.head] = None;
-        self.head = (self.head + 1) % N;
-        self.len -= 1;
-        Some(v)
-    }
-
-    fn clear(&mut self) {
-        *self = Self::new();
-    }
-}
-
 /// One guest's state.
 #[derive(Clone, Copy, Debug)]
 struct Guest<const Q: usize> {
@@ -206,7 +160,7 @@ struct Guest<const Q: usize> {
 
 impl<const Q: usize> Guest<Q> {
     fn outstanding(&self) -> usize {
-        self.pending.iter().flatten().count() + self.in_slots + self.completions.len
+        self.pending.iter().flatten().count() + self.in_slots + self.completions.len()
     }
 }
 

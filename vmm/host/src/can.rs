@@ -17,7 +17,7 @@
 
 use bulkhead_can_frame::Frame;
 use bulkhead_can_protocol::{vmm_op, vmm_status, WireFrame, EVENT_ID, RING_CAPACITY};
-use bulkhead_ring::{Armed, Consumer, Producer, Region as RingRegion, Request, Response};
+use bulkhead_ring::{Armed, Consumer, Fifo, Producer, Region as RingRegion, Request, Response};
 use bulkhead_virtio::{GuestMemory, MmioTransport, WriteEffect};
 use bulkhead_vmm_core::MmioDevice;
 use bulkhead_vmm_devices::can::{CanBackend, TxAdmit, VirtioCan};
@@ -57,48 +57,6 @@ pub fn attach() -> Option<Device> {
     Some(CanSlot {
         transport: MmioTransport::new(VirtioCan::new(backend, true)).ok()?,
     })
-}
-
-/// A fixed FIFO for the backend's completions and frames.
-struct Fifo<T: Copy, const N: usize> {
-    items: [Option<T>; N],
-    head: usize,
-    len: usize,
-}
-
-impl<T: Copy, const N: usize> Fifo<T, N> {
-    const fn new() -> Self {
-        Self {
-            items: [None; N],
-            head: 0,
-            len: 0,
-        }
-    }
-    fn push(&mut self, v: T) -> bool {
-        if self.len == N {
-            return false;
-        }
-        self.items[(self.head + self.len) % N] = Some(v);
-        self.len += 1;
-        true
-    }
-    fn peek(&self) -> Option<T> {
-        if self.len == 0 {
-            None
-        } else {
-            self.items[self.head]
-        }
-    }
-    fn pop(&mut self) -> Option<T> {
-        let v = self.peek()?;
-        self.items[self.head] = None;
-        self.head = (self.head + 1) % N;
-        self.len -= 1;
-        Some(v)
-    }
-    fn clear(&mut self) {
-        *self = Self::new();
-    }
 }
 
 /// The virtio-can backend: the hop to `can_virt`.
@@ -164,7 +122,7 @@ impl RingCan {
         loop {
             // Room for whatever the next answer is: a frame waits in the
             // ring rather than being dropped here.
-            if self.frames.len == RX_HOLD || self.done.len == RING_CAPACITY as usize {
+            if self.frames.len() == RX_HOLD || self.done.len() == RING_CAPACITY as usize {
                 return;
             }
             let Some(c) = self.rx.as_mut() else { return };
