@@ -17,7 +17,7 @@ CARGO ?= cargo
 BULKHEAD = target/release/bulkhead
 
 # PD crates that must build for aarch64-unknown-none (no_std).
-PD_CRATES = bulkhead-config bulkhead-boards bulkhead-sel4-abi bulkhead-hello-pd bulkhead-ring bulkhead-can-frame bulkhead-virtio bulkhead-runtime bulkhead-example-pds bulkhead-virt-can bulkhead-virt-blk-pd bulkhead-virt-can-pd bulkhead-virtio-can-driver bulkhead-can-protocol bulkhead-vmm-aarch64 drv-imx-uart drv-flexcan drv-pci-ecam drv-imx-usdhc drv-ctucanfd drv-mmio drv-virtio-blk-mmio bulkhead-sel4-can-pds bulkhead-vmm-sel4 bulkhead-guests-aarch64 drv-can-driver-hop bulkhead-sel4-blk-pds bulkhead-sel4-console-pds
+PD_CRATES = bulkhead-config bulkhead-boards bulkhead-sel4-abi bulkhead-hello-pd bulkhead-ring bulkhead-can-frame bulkhead-virtio bulkhead-runtime bulkhead-example-pds bulkhead-virt-can bulkhead-virt-blk-pd bulkhead-virt-can-pd bulkhead-virtio-can-driver bulkhead-can-protocol bulkhead-vmm-aarch64 drv-imx-uart drv-flexcan drv-pci-ecam drv-imx-usdhc drv-ctucanfd drv-mmio drv-virtio-blk-mmio bulkhead-sel4-can-pds bulkhead-vmm-sel4 bulkhead-guests-aarch64 drv-can-driver-hop bulkhead-sel4-blk-pds bulkhead-sel4-console-pds bulkhead-vmm-host
 
 .PHONY: all setup build run test lint fmt pd-build check-systems fuzz bench image qemu clean
 
