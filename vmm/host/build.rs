@@ -8,9 +8,7 @@ fn main() {
         match std::env::var("DEP_BULKHEAD_SEL4_ABI_LINKER_SCRIPT") {
             Ok(script) => println!("cargo::rustc-link-arg-bins=-T{script}"),
             Err(_) => {
-                eprintln!(
-                    "bulkhead-vmm-host: bulkhead-sel4-abi did not export its linker script"
-                );
+                eprintln!("bulkhead-vmm-host: bulkhead-sel4-abi did not export its linker script");
                 std::process::exit(1);
             }
         }
